@@ -1,0 +1,165 @@
+"""The delivery actor: one message per webhook, retried on an exact, jitter-free schedule.
+
+Dramatiq's Retries middleware always adds jitter to the backoff it computes, so each failed
+attempt raises ``dramatiq.Retry`` with the delay of the schedule instead; the actor's own
+``retry_when`` caps the count, whatever the host set broker-wide.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+import dramatiq
+import dramatiq.broker
+from dramatiq.middleware import CurrentMessage, Retries
+
+from . import settings
+from .errors import BrokerNotConfigured, DeliveryFailed, DestinationRefused, ImproperlyConfigured
+from .schemas import Webhook, redact_url
+from .sender import USER_AGENT, get_sender
+
+logger = logging.getLogger(__name__)
+
+#: Name of the delivery actor on every broker.
+ACTOR_NAME = "hybiscus_webhooks.deliver"
+#: Delay before the first retry; each later one doubles it.
+RETRY_BASE_MILLIS = 30_000
+#: Retries after the first attempt: 30 s, 1, 2, 4, 8, 16, 32 and 64 min.
+MAX_RETRIES = 8
+#: Events a webhook announces.
+COMPLETED = "report.completed"
+FAILED = "report.failed"
+EVENTS = (COMPLETED, FAILED)
+
+# The URL and auth header travel in the message options, not its arguments: Dramatiq writes
+# a message's arguments into its log lines, never its options.
+_ENDPOINT_OPTION = "hybiscus_webhooks_endpoint"
+_DELIVERY_NAMESPACE = uuid.UUID("6f1b4bde-5d7e-4c39-9a53-4c1d1e0f2b6a")
+
+
+def backoff_millis(retries: int) -> int:
+    """Delay before retry number ``retries + 1``: 30 s, then doubling."""
+    return RETRY_BASE_MILLIS * 2**retries
+
+
+def delivery_id(task_id: str, event: str, url: str) -> str:
+    """The id of one task's event at one endpoint: the same across retries and redeliveries."""
+    return "msg_" + uuid.uuid5(_DELIVERY_NAMESPACE, "\n".join((task_id, event, url))).hex
+
+
+def body_of(event: str, task_id: str, report_url: str) -> bytes:
+    return json.dumps({"event": event, "task_id": task_id, "url": report_url}, separators=(",", ":")).encode()
+
+
+def _retry_when(retries: int, exception: BaseException) -> bool:
+    # Set on the actor so that a broker-wide retry_when cannot change our schedule.
+    return retries < MAX_RETRIES
+
+
+def deliver(delivery: dict[str, Any]) -> None:
+    message = CurrentMessage.get_current_message()
+    if message is None:
+        raise ImproperlyConfigured("The delivery actor needs the CurrentMessage middleware; use install(broker).")
+    endpoint = message.options[_ENDPOINT_OPTION]
+    retries = message.options.get("retries", 0)
+    attempt = retries + 1
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "webhook-id": delivery["id"]}
+    if endpoint["auth_header"] is not None:
+        headers["Authorization"] = "Bearer %s" % endpoint["auth_header"]
+    body = body_of(delivery["event"], delivery["task_id"], delivery["report_url"])
+
+    outcome = get_sender().post(endpoint["url"], body, headers)
+    where = delivery["endpoint"]
+    if outcome.ok:
+        logger.info(
+            "Delivered %s of task %s to %s: %s on attempt %d in %.3f s.",
+            delivery["event"], delivery["task_id"], where, outcome.describe(), attempt, outcome.elapsed,
+        )
+        return
+    if retries >= MAX_RETRIES:
+        logger.warning(
+            "Gave up on %s of task %s to host %s after %d attempts; last: %s. The message is dead-lettered.",
+            delivery["event"], delivery["task_id"], _host(where), attempt, outcome.describe(),
+        )
+        raise DeliveryFailed("Last attempt (%d) to %s failed: %s." % (attempt, where, outcome.describe()))
+    delay = backoff_millis(retries)
+    logger.info(
+        "Attempt %d of %s of task %s to %s failed: %s; next attempt in %d s.",
+        attempt, delivery["event"], delivery["task_id"], where, outcome.describe(), delay // 1000,
+    )
+    raise dramatiq.Retry("Attempt %d to %s failed: %s." % (attempt, where, outcome.describe()), delay=delay)
+
+
+def _host(endpoint: str) -> str:
+    return endpoint.split("://", 1)[-1].split("/", 1)[0]
+
+
+_install_lock = threading.Lock()
+
+
+def install(broker: dramatiq.Broker | None = None) -> dramatiq.Actor[Any, Any]:
+    """Declare the delivery actor on ``broker`` (by default the one set with ``dramatiq.set_broker``).
+
+    Safe to call more than once. Adds the CurrentMessage middleware if the broker lacks it.
+    """
+    broker = _resolve(broker)
+    with _install_lock:
+        if ACTOR_NAME in broker.get_declared_actors():
+            return broker.get_actor(ACTOR_NAME)
+        if not any(isinstance(middleware, Retries) for middleware in broker.middleware):
+            raise ImproperlyConfigured(
+                "The broker has no Retries middleware, so failed webhooks would never be retried: "
+                "add dramatiq.middleware.Retries() to it."
+            )
+        if not any(isinstance(middleware, CurrentMessage) for middleware in broker.middleware):
+            broker.add_middleware(CurrentMessage())
+        options: dict[str, Any] = {
+            "max_retries": MAX_RETRIES,
+            "min_backoff": RETRY_BASE_MILLIS,
+            "retry_when": _retry_when,
+            "throws": (DeliveryFailed, DestinationRefused),
+        }
+        if "max_age" in broker.actor_options:
+            options["max_age"] = None  # A broker-wide age limit must not cut the 2-hour schedule short.
+        return dramatiq.actor(
+            deliver, actor_name=ACTOR_NAME, queue_name=settings.get().QUEUE_NAME, broker=broker, **options
+        )
+
+
+def _resolve(broker: dramatiq.Broker | None) -> dramatiq.Broker:
+    if broker is not None:
+        return broker
+    # Not dramatiq.get_broker(): it would make up a RabbitMQ broker nobody asked for.
+    if dramatiq.broker.global_broker is None:
+        raise BrokerNotConfigured(
+            "No Dramatiq broker is set: call dramatiq.set_broker(...) before sending webhooks "
+            "or starting a worker, or pass broker= explicitly."
+        )
+    return dramatiq.broker.global_broker
+
+
+def send(event: str, task_id: str, webhook: Webhook, *, broker: dramatiq.Broker | None = None) -> str:
+    """Enqueue one delivery and return its id."""
+    if event not in EVENTS:
+        raise ValueError("event must be one of %s, got %r." % (", ".join(EVENTS), event))
+    template = settings.get().REPORT_URL
+    if template is None:
+        raise ImproperlyConfigured(
+            "REPORT_URL is not set: set it to the URL of get-report with a {task_id} placeholder."
+        )
+    actor = install(broker)
+    delivery = {
+        "id": delivery_id(task_id, event, webhook.url),
+        "event": event,
+        "task_id": task_id,
+        "report_url": template.format(task_id=quote(task_id, safe="")),
+        "endpoint": redact_url(webhook.url),
+    }
+    endpoint = {"url": webhook.url, "auth_header": webhook.auth_header}
+    actor.send_with_options(args=(delivery,), **{_ENDPOINT_OPTION: endpoint})
+    return delivery["id"]

@@ -1,0 +1,257 @@
+"""Settings, read from the module named by ``HYBISCUS_WEBHOOKS_SETTINGS``.
+
+Only UPPERCASE names of that module count, and each must be one of ``DEFINITIONS``.
+Nothing is read until a setting is first used; ``configure()`` replaces the module
+for code and tests, ``reload()`` forgets what was loaded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import string
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+from .errors import ImproperlyConfigured
+
+#: The environment variable that names the settings module.
+ENVIRONMENT_VARIABLE = "HYBISCUS_WEBHOOKS_SETTINGS"
+
+
+@dataclass(frozen=True)
+class Definition:
+    name: str
+    default: Any
+    parse: Callable[[str, Any], Any]
+    doc: str
+    type: str
+    secret: bool = False
+
+
+def _int_at_least(minimum: int) -> Callable[[str, Any], int]:
+    def parse(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ImproperlyConfigured("%s must be an int, got %s." % (name, type(value).__name__))
+        if value < minimum:
+            raise ImproperlyConfigured("%s must be at least %d, got %d." % (name, minimum, value))
+        return value
+
+    return parse
+
+
+def _positive_seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ImproperlyConfigured("%s must be a number of seconds, got %s." % (name, type(value).__name__))
+    if not value > 0:
+        raise ImproperlyConfigured("%s must be more than 0 seconds, got %r." % (name, value))
+    return float(value)
+
+
+def _nonempty_str(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ImproperlyConfigured("%s must be a non-empty string, got %r." % (name, value))
+    return value
+
+
+def _paths(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise ImproperlyConfigured("%s must be a list of paths, got %r." % (name, value))
+    for path in value:
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ImproperlyConfigured("%s: every path must be a string starting with '/', got %r." % (name, path))
+    return tuple(value)
+
+
+def _report_url(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ImproperlyConfigured("%s must be a URL template string, got %s." % (name, type(value).__name__))
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ImproperlyConfigured("%s must be an absolute http or https URL, got %r." % (name, value))
+    try:
+        fields = {field for _, field, _, _ in string.Formatter().parse(value) if field is not None}
+    except ValueError as exc:
+        raise ImproperlyConfigured("%s is not a valid template (%s): %r." % (name, exc, value)) from None
+    if fields != {"task_id"}:
+        raise ImproperlyConfigured(
+            "%s must contain the placeholder {task_id} and no other, got %r." % (name, value)
+        )
+    return value
+
+
+def _optional_callable(name: str, value: Any) -> Callable[..., Any] | None:
+    if value is None or callable(value):
+        return value
+    if not isinstance(value, str):
+        raise ImproperlyConfigured("%s must be a callable or an import path 'module.name', got %r." % (name, value))
+    module_name, _, attribute = value.rpartition(".")
+    if not module_name:
+        raise ImproperlyConfigured("%s must be an import path 'module.name', got %r." % (name, value))
+    try:
+        found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ImproperlyConfigured("%s: could not import %r (%s)." % (name, value, exc)) from exc
+    if not callable(found):
+        raise ImproperlyConfigured("%s: %r is not callable." % (name, value))
+    return found  # type: ignore[no-any-return]
+
+
+_DEFINITIONS = [
+    Definition(
+        "REPORT_URL", None, _report_url, type="str",
+        doc="Template of the report's URL sent in every webhook body, with a {task_id} placeholder, e.g. "
+        "'https://api.example.com/api/v1/get-report?task_id={task_id}'. Required to send webhooks.",
+    ),
+    Definition(
+        "SUBMISSION_PATHS", ("/api/v1/build-report", "/api/v1/preview-report"), _paths, type="list[str]",
+        doc="Paths whose POST requests the middleware validates; every other request passes untouched.",
+    ),
+    Definition(
+        "MAX_BODY_BYTES", 10 * 1024 * 1024, _int_at_least(1), type="int",
+        doc="Largest submission body the middleware reads; a larger one gets 413.",
+    ),
+    Definition(
+        "MAX_WEBHOOKS", 3, _int_at_least(0), type="int",
+        doc="Most webhooks one report may list.",
+    ),
+    Definition(
+        "PLAN_CHECK", None, _optional_callable, type="callable | import path | None",
+        doc="Called with the ASGI scope of a submission that lists webhooks; a false answer gets 402. "
+        "May be async. None allows every account.",
+    ),
+    Definition(
+        "QUEUE_NAME", "hybiscus_webhooks", _nonempty_str, type="str",
+        doc="Dramatiq queue of the delivery actor.",
+    ),
+    Definition(
+        "CONNECT_TIMEOUT", 5.0, _positive_seconds, type="float",
+        doc="Seconds to wait for a receiver to accept the connection.",
+    ),
+    Definition(
+        "READ_TIMEOUT", 15.0, _positive_seconds, type="float",
+        doc="Seconds to wait for each read of the receiver's answer; the whole answer must also arrive "
+        "within this time.",
+    ),
+    Definition(
+        "MAX_RESPONSE_BYTES", 4096, _int_at_least(0), type="int",
+        doc="Bytes of a receiver's answer kept for the logs; the rest is never read.",
+    ),
+]
+
+#: Every setting, by name.
+DEFINITIONS: Mapping[str, Definition] = {definition.name: definition for definition in _DEFINITIONS}
+
+
+class Settings:
+    """A validated, read-only set of values for every setting."""
+
+    def __init__(self, names: Mapping[str, Any], *, source: str) -> None:
+        unknown = sorted(set(names) - set(DEFINITIONS))
+        if unknown:
+            raise ImproperlyConfigured(
+                "Unknown setting %s%s%s." % (unknown[0], _did_you_mean(unknown[0]), _in(source))
+            )
+        values = {}
+        for name, definition in DEFINITIONS.items():
+            try:
+                values[name] = definition.parse(name, names[name]) if name in names else definition.default
+            except ImproperlyConfigured as exc:
+                raise ImproperlyConfigured("%s%s" % (str(exc).rstrip("."), _in(source) + ".")) from exc.__cause__
+        self._values = values
+        self.source = source
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_values"][name]
+        except KeyError:
+            raise AttributeError("Unknown setting %s%s." % (name, _did_you_mean(name))) from None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every value, with secret ones masked: safe to print."""
+        return {
+            name: ("********" if DEFINITIONS[name].secret and value else value)
+            for name, value in self._values.items()
+        }
+
+    def __repr__(self) -> str:
+        return "<Settings from %s>" % self.source
+
+
+def _did_you_mean(name: str) -> str:
+    close = difflib.get_close_matches(name, DEFINITIONS, n=1)
+    return " (did you mean %s?)" % close[0] if close else ""
+
+
+def _in(source: str) -> str:
+    return " in %s" % source
+
+
+_lock = threading.Lock()
+_current: Settings | None = None
+_reload_callbacks: list[Callable[[], None]] = []
+
+
+def _load_from_environment() -> Settings:
+    module_name = os.environ.get(ENVIRONMENT_VARIABLE)
+    if not module_name:
+        return Settings({}, source="the defaults (%s is not set)" % ENVIRONMENT_VARIABLE)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            "%s names the module %r, which could not be imported: %s" % (ENVIRONMENT_VARIABLE, module_name, exc)
+        ) from exc
+    names = {name: getattr(module, name) for name in dir(module) if name.isupper() and not name.startswith("_")}
+    return Settings(names, source="settings module %r" % module_name)
+
+
+def get() -> Settings:
+    """The settings in force, loaded on first use."""
+    global _current
+    current = _current
+    if current is None:
+        with _lock:
+            if _current is None:
+                _current = _load_from_environment()
+            current = _current
+    return current
+
+
+def configure(**names: Any) -> Settings:
+    """Use these values (and the defaults for the rest) instead of the settings module."""
+    global _current
+    settings = Settings(names, source="configure()")
+    with _lock:
+        _current = settings
+    _notify()
+    return settings
+
+
+def reload() -> None:
+    """Forget the settings in force; the next use reads the settings module again."""
+    global _current
+    with _lock:
+        _current = None
+    _notify()
+
+
+def on_reload(callback: Callable[[], None]) -> None:
+    """Call ``callback`` whenever the settings change, to drop what was built from them."""
+    _reload_callbacks.append(callback)
+
+
+def _notify() -> None:
+    for callback in list(_reload_callbacks):
+        callback()
+
+
+def __getattr__(name: str) -> Any:
+    if name.isupper():
+        return getattr(get(), name)
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
