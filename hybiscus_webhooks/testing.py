@@ -56,10 +56,10 @@ class Receiver:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
         if self._thread is not None:
+            self._server.shutdown()
             self._thread.join()
+        self._server.server_close()
 
     def __enter__(self) -> Receiver:
         return self.start()
