@@ -33,11 +33,13 @@ class Receiver:
         statuses: Iterable[int] = (),
         *,
         default: int = 204,
+        response_body: bytes = b"",
         host: str = "127.0.0.1",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.statuses = list(statuses)
         self.default = default
+        self.response_body = response_body
         self.clock = clock
         self.requests: list[ReceivedRequest] = []
         self._changed = threading.Condition()
@@ -94,8 +96,9 @@ class Receiver:
                 self.send_response(status)
                 if 300 <= status < 400:
                     self.send_header("Location", "/redirected")
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(receiver.response_body)))
                 self.end_headers()
+                self.wfile.write(receiver.response_body)
 
             do_GET = do_PUT = do_DELETE = do_PATCH = do_POST
 

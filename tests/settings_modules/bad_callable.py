@@ -1,0 +1,1 @@
+PLAN_CHECK = "tests.settings_modules.no_such_module.check"

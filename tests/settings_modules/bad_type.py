@@ -1,0 +1,1 @@
+CONNECT_TIMEOUT = "5"
