@@ -2,8 +2,8 @@
 
 __version__ = "0.1.0"
 
-from .delivery import install  # noqa: E402
-from .errors import (  # noqa: E402
+from .delivery import install
+from .errors import (
     BrokerNotConfigured,
     DeliveryFailed,
     DestinationRefused,
@@ -11,9 +11,9 @@ from .errors import (  # noqa: E402
     ImproperlyConfigured,
     InvalidWebhooks,
 )
-from .hook import RenderHook, report_completed, report_failed  # noqa: E402
-from .middleware import WebhooksMiddleware  # noqa: E402
-from .schemas import Webhook  # noqa: E402
+from .hook import RenderHook, report_completed, report_failed
+from .middleware import WebhooksMiddleware
+from .schemas import Webhook
 
 __all__ = [
     "BrokerNotConfigured",

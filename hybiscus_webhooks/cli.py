@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import __version__, settings
 from .errors import ImproperlyConfigured
@@ -26,7 +26,9 @@ def check(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hybiscus-webhooks", description="Report webhooks for a Hybiscus-style report server.")
+    parser = argparse.ArgumentParser(
+        prog="hybiscus-webhooks", description="Report webhooks for a Hybiscus-style report server."
+    )
     parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser(

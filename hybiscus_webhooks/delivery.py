@@ -44,7 +44,7 @@ _DELIVERY_NAMESPACE = uuid.UUID("6f1b4bde-5d7e-4c39-9a53-4c1d1e0f2b6a")
 
 def backoff_millis(retries: int) -> int:
     """Delay before retry number ``retries + 1``: 30 s, then doubling."""
-    return RETRY_BASE_MILLIS * 2**retries
+    return RETRY_BASE_MILLIS * (1 << retries)
 
 
 def delivery_id(task_id: str, event: str, url: str) -> str:
@@ -126,9 +126,8 @@ def install(broker: dramatiq.Broker | None = None) -> dramatiq.Actor[Any, Any]:
         }
         if "max_age" in broker.actor_options:
             options["max_age"] = None  # A broker-wide age limit must not cut the 2-hour schedule short.
-        return dramatiq.actor(
-            deliver, actor_name=ACTOR_NAME, queue_name=settings.get().QUEUE_NAME, broker=broker, **options
-        )
+        declare = dramatiq.actor(actor_name=ACTOR_NAME, queue_name=settings.get().QUEUE_NAME, broker=broker, **options)
+        return declare(deliver)
 
 
 def _resolve(broker: dramatiq.Broker | None) -> dramatiq.Broker:
@@ -160,6 +159,6 @@ def send(event: str, task_id: str, webhook: Webhook, *, broker: dramatiq.Broker 
         "report_url": template.format(task_id=quote(task_id, safe="")),
         "endpoint": redact_url(webhook.url),
     }
-    endpoint = {"url": webhook.url, "auth_header": webhook.auth_header}
-    actor.send_with_options(args=(delivery,), **{_ENDPOINT_OPTION: endpoint})
-    return delivery["id"]
+    secret_options: dict[str, Any] = {_ENDPOINT_OPTION: {"url": webhook.url, "auth_header": webhook.auth_header}}
+    actor.send_with_options(args=(delivery,), **secret_options)
+    return str(delivery["id"])

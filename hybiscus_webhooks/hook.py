@@ -5,9 +5,11 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
 from . import delivery, settings
@@ -58,7 +60,7 @@ class RenderHook(Middleware):
         actor_name: str,
         task_id_arg: str = "task_id",
         report_arg: str = "report",
-        extract: Callable[[dramatiq.Message[Any]], tuple[str, Any]] | None = None,
+        extract: Callable[[MessageProxy], tuple[str, Any]] | None = None,
     ) -> None:
         self.logger = logging.getLogger("%s.%s" % (__name__, type(self).__name__))
         self.actor_name = actor_name
@@ -67,7 +69,7 @@ class RenderHook(Middleware):
         self.extract = extract
 
     def after_process_message(
-        self, broker: dramatiq.Broker, message: dramatiq.Message[Any], *, result: Any = None,
+        self, broker: dramatiq.Broker, message: MessageProxy, *, result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
         if message.actor_name == self.actor_name and exception is None:
@@ -76,11 +78,11 @@ class RenderHook(Middleware):
     # A message is nacked only once it has failed for good (retries exhausted, a `throws`
     # exception, a skip): unlike after_process_message, this does not depend on whether the
     # Retries middleware has run yet.
-    def after_nack(self, broker: dramatiq.Broker, message: dramatiq.Message[Any]) -> None:
+    def after_nack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         if message.actor_name == self.actor_name:
             self._notify(broker, delivery.FAILED, message)
 
-    def _notify(self, broker: dramatiq.Broker, event: str, message: dramatiq.Message[Any]) -> None:
+    def _notify(self, broker: dramatiq.Broker, event: str, message: MessageProxy) -> None:
         try:
             task_id, report = self._arguments(broker, message)
         except (LookupError, TypeError, ValueError) as exc:
@@ -91,7 +93,7 @@ class RenderHook(Middleware):
             return
         notify(event, task_id, report, broker=broker)
 
-    def _arguments(self, broker: dramatiq.Broker, message: dramatiq.Message[Any]) -> tuple[str, Any]:
+    def _arguments(self, broker: dramatiq.Broker, message: MessageProxy) -> tuple[str, Any]:
         if self.extract is not None:
             return self.extract(message)
         bound = inspect.signature(broker.get_actor(self.actor_name).fn).bind_partial(*message.args, **message.kwargs)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load
@@ -48,7 +49,8 @@ class Webhook:
     auth_header: str | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
-        return "Webhook(url=%r, auth_header=%s)" % (redact_url(self.url), "None" if self.auth_header is None else "'***'")
+        auth_header = "None" if self.auth_header is None else "'***'"
+        return "Webhook(url=%r, auth_header=%s)" % (redact_url(self.url), auth_header)
 
 
 def redact_url(url: str) -> str:
@@ -95,7 +97,9 @@ def _validate_auth_header(value: str) -> None:
         raise _problem("auth_header_characters")
 
 
-_STRING_ERRORS = {"required": _PROBLEMS["missing"], "null": _PROBLEMS["null"], "invalid": _PROBLEMS["string_type"]}
+_STRING_ERRORS: dict[str, Any] = {
+    "required": _PROBLEMS["missing"], "null": _PROBLEMS["null"], "invalid": _PROBLEMS["string_type"],
+}
 
 
 class WebhookSchema(Schema):

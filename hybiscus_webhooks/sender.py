@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import urllib3
 
@@ -47,7 +47,8 @@ class Sender:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
-        self.read_timeout = read_timeout
+        # The whole answer must arrive by then, however slowly a receiver drips it.
+        self.attempt_limit = connect_timeout + read_timeout
         self.max_response_bytes = max_response_bytes
         self.pool = pool or urllib3.PoolManager(maxsize=_POOL_MAXSIZE, block=False)
         self.clock = clock
@@ -55,14 +56,14 @@ class Sender:
     def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Outcome:
         started = self.clock()
         try:
-            response = self.pool.urlopen(
+            response: urllib3.HTTPResponse = self.pool.urlopen(  # type: ignore[assignment]
                 "POST", url, body=body, headers=dict(headers), redirect=False, retries=False,
                 timeout=self.timeout, preload_content=False,
             )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             return Outcome(status=None, error=type(exc).__name__, elapsed=self.clock() - started)
         try:
-            head = self._read_head(response, deadline=started + self.read_timeout + self.timeout.connect_timeout)
+            head = self._read_head(response, deadline=started + self.attempt_limit)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             # The status line arrived, so the receiver answered: keep its status with the error.
             return Outcome(status=response.status, error=type(exc).__name__, elapsed=self.clock() - started)

@@ -12,8 +12,9 @@ import importlib
 import os
 import string
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from .errors import ImproperlyConfigured
@@ -87,7 +88,7 @@ def _report_url(name: str, value: Any) -> str | None:
 
 def _optional_callable(name: str, value: Any) -> Callable[..., Any] | None:
     if value is None or callable(value):
-        return value
+        return cast("Callable[..., Any] | None", value)
     if not isinstance(value, str):
         raise ImproperlyConfigured("%s must be a callable or an import path 'module.name', got %r." % (name, value))
     module_name, _, attribute = value.rpartition(".")
@@ -99,7 +100,7 @@ def _optional_callable(name: str, value: Any) -> Callable[..., Any] | None:
         raise ImproperlyConfigured("%s: could not import %r (%s)." % (name, value, exc)) from exc
     if not callable(found):
         raise ImproperlyConfigured("%s: %r is not callable." % (name, value))
-    return found  # type: ignore[no-any-return]
+    return cast(Callable[..., Any], found)
 
 
 _DEFINITIONS = [

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import dramatiq.common
 
@@ -50,7 +51,7 @@ class Receiver:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return "http://%s:%d" % (host, port)
+        return "http://%s:%d" % (str(host), port)
 
     def start(self) -> Receiver:
         self._thread = threading.Thread(target=self._server.serve_forever, name="receiver", daemon=True)
@@ -121,7 +122,7 @@ class DramatiqClock:
 
     def __init__(self, start: float | None = None) -> None:
         self.now = time.time() if start is None else start
-        self._original: Callable[[], float] | None = None
+        self._original: Callable[[], float] = time.time
 
     def time(self) -> float:
         return self.now

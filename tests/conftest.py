@@ -4,7 +4,8 @@ import os
 import socket
 import threading
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import dramatiq
 import pytest

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import socket
@@ -104,7 +105,7 @@ def test_failed_attempts_are_retried_at_exactly_30s_1_2_4_8_16_32_64_min_then_de
     receiver.default = 503
     times = run_failing_delivery(stub_broker, start_worker, enqueued, clock, receiver, attempts=9)
 
-    gaps = [later - earlier for earlier, later in zip(times, times[1:])]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert gaps == [30_000 * 2**n for n in range(8)]
     assert len(enqueued.etas) == 8  # No tenth attempt was scheduled.
     assert len(stub_broker.dead_letters) == 1
@@ -154,7 +155,8 @@ def test_a_refused_connection_is_a_failed_attempt(
 def test_the_hosts_retry_settings_do_not_change_the_schedule_nor_ours_theirs(
     enqueued: Enqueued, start_worker: Any, clock: DramatiqClock, receiver: Receiver
 ) -> None:
-    broker = StubBroker(middleware=[Retries(max_retries=1, min_backoff=10, retry_when=lambda retries, exc: retries < 1)])
+    host_retries = Retries(max_retries=1, min_backoff=10, retry_when=lambda retries, exc: retries < 1)
+    broker = StubBroker(middleware=[host_retries])
     broker.add_middleware(enqueued)
     broker.emit_after("process_boot")
     runs = []
@@ -166,7 +168,7 @@ def test_the_hosts_retry_settings_do_not_change_the_schedule_nor_ours_theirs(
 
     receiver.statuses = [500, 500]
     times = run_failing_delivery(broker, start_worker, enqueued, clock, receiver, attempts=3)
-    assert [later - earlier for earlier, later in zip(times, times[1:])] == [30_000, 60_000]
+    assert [later - earlier for earlier, later in itertools.pairwise(times)] == [30_000, 60_000]
 
     host_actor.send()
     clock.now = enqueued.wait_for_eta(3) / 1000
@@ -199,7 +201,7 @@ def test_no_broker_is_made_up() -> None:
     previous = dramatiq.broker.global_broker
     dramatiq.broker.global_broker = None
     try:
-        with pytest.raises(BrokerNotConfigured, match="dramatiq.set_broker"):
+        with pytest.raises(BrokerNotConfigured, match=r"dramatiq\.set_broker"):
             report_completed("t", {"config": {"webhooks": [{"url": "https://a.example/h"}]}})
         assert dramatiq.broker.global_broker is None
     finally:
@@ -252,5 +254,5 @@ def test_the_secret_travels_outside_the_message_arguments(stub_broker: StubBroke
 
 
 def test_unknown_event_is_an_error() -> None:
-    with pytest.raises(ValueError, match="report.completed, report.failed"):
+    with pytest.raises(ValueError, match=r"report\.completed, report\.failed"):
         send("report.started", "t", Webhook("https://a.example/h"), broker=StubBroker())

@@ -151,7 +151,9 @@ def test_render_hook_sends_failed_at_once_for_a_throws_exception(start_worker: A
     assert json.loads(request.body)["event"] == "report.failed"
 
 
-def test_render_hook_sends_failed_after_a_time_limit_with_no_retries_left(start_worker: Any, receiver: Receiver) -> None:
+def test_render_hook_sends_failed_after_a_time_limit_with_no_retries_left(
+    start_worker: Any, receiver: Receiver
+) -> None:
     broker = StubBroker(middleware=[Retries(max_retries=0), TimeLimit(interval=10)])
     broker.add_middleware(RenderHook(actor_name="render_report"))
     broker.emit_after("process_boot")

@@ -20,7 +20,8 @@ SECRET = "tok_9f8e7d6c5b4a"
 def report(webhooks: Any = None, **config: Any) -> bytes:
     if webhooks is not None:
         config["webhooks"] = webhooks
-    return json.dumps({"type": "Report", "options": {"report_title": "Q3"}, "config": config, "components": []}).encode()
+    definition = {"type": "Report", "options": {"report_title": "Q3"}, "config": config, "components": []}
+    return json.dumps(definition).encode()
 
 
 def make_app(**middleware_options: Any) -> tuple[Starlette, list[dict[str, Any]]]:
@@ -123,7 +124,8 @@ def test_422_messages_are_readable_and_do_not_echo_values() -> None:
 def test_too_many_names_the_limit() -> None:
     app, _ = make_app(max_webhooks=2)
     answer = call(app, body=report([{"url": "https://a.example/%d" % n} for n in range(3)]))
-    assert answer.json()["detail"] == [{"loc": LOC, "msg": "At most 2 webhooks are allowed, got 3.", "type": "too_many"}]
+    message = "At most 2 webhooks are allowed, got 3."
+    assert answer.json()["detail"] == [{"loc": LOC, "msg": message, "type": "too_many"}]
 
 
 @pytest.mark.parametrize("webhooks", [
@@ -301,7 +303,7 @@ class TestPaidPlan:
         def never(scope: Any) -> bool:
             raise AssertionError("asked")
 
-        app, seen = make_app(plan_check=never)
+        app, _seen = make_app(plan_check=never)
         assert call(app, body=report([])).status == 200
 
     def test_invalid_webhooks_are_422_before_the_plan(self) -> None:
@@ -310,7 +312,7 @@ class TestPaidPlan:
 
     def test_from_an_import_path_setting(self) -> None:
         settings.configure(PLAN_CHECK="tests.test_middleware.free_plan")
-        app, seen = make_app()
+        app, _seen = make_app()
         assert call(app, body=report([{"url": "https://a.example/h"}])).status == 402
 
 
