@@ -12,7 +12,7 @@ import dramatiq
 import dramatiq.broker
 import pytest
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import CurrentMessage, Retries
+from dramatiq.middleware import AgeLimit, CurrentMessage, Retries
 
 from hybiscus_webhooks import BrokerNotConfigured, ImproperlyConfigured, Webhook, __version__, install, report_completed
 from hybiscus_webhooks.delivery import (
@@ -256,3 +256,15 @@ def test_the_secret_travels_outside_the_message_arguments(stub_broker: StubBroke
 def test_unknown_event_is_an_error() -> None:
     with pytest.raises(ValueError, match=r"report\.completed, report\.failed"):
         send("report.started", "t", Webhook("https://a.example/h"), broker=StubBroker())
+
+
+def test_a_broker_wide_age_limit_does_not_cut_the_schedule_short(
+    enqueued: Enqueued, start_worker: Any, clock: DramatiqClock, receiver: Receiver
+) -> None:
+    broker = StubBroker(middleware=[AgeLimit(max_age=60_000), Retries()])
+    broker.add_middleware(enqueued)
+    broker.emit_after("process_boot")
+    receiver.statuses = [500] * 5
+    times = run_failing_delivery(broker, start_worker, enqueued, clock, receiver, attempts=6)
+    assert times[-1] - times[0] == sum(30_000 * 2**n for n in range(5))  # 15.5 min, far past the 1 min limit.
+    assert broker.dead_letters == []
