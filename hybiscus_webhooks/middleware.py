@@ -14,6 +14,8 @@ from .schemas import load_webhooks
 
 #: Key of ``scope["state"]`` (``request.state.webhooks``) holding the validated webhooks.
 STATE_KEY = "webhooks"
+#: Key of ``scope["state"]`` (``request.state.report``) holding the parsed body, so the app need not parse it again.
+REPORT_STATE_KEY = "report"
 
 
 class WebhooksMiddleware:
@@ -69,7 +71,8 @@ class WebhooksMiddleware:
             return
 
         scope = dict(scope)
-        scope["state"] = {**scope.get("state", {}), STATE_KEY: webhooks}
+        scope["state"] = {**scope.get("state", {}), STATE_KEY: webhooks,
+                          REPORT_STATE_KEY: report if isinstance(report, dict) else None}
         await self.app(scope, _replay(bytes(body), receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:

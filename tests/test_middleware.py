@@ -31,6 +31,8 @@ def make_app(**middleware_options: Any) -> tuple[Starlette, list[dict[str, Any]]
     async def build_report(request: Request) -> Response:
         body = await request.body()
         seen.append({"body": body, "webhooks": getattr(request.state, "webhooks", "missing")})
+        parsed = getattr(request.state, "report", "missing")
+        assert parsed in ("missing", None) or parsed == json.loads(body)
         return JSONResponse({"task_id": "t-1", "status": "QUEUED"})
 
     async def other(request: Request) -> Response:
@@ -278,7 +280,7 @@ def test_the_middleware_does_not_change_the_callers_scope_state() -> None:
 
     asyncio.run(WebhooksMiddleware(inner)(scope, receive, send))
     assert shared_state == {"lifespan_thing": 1}
-    assert states == [{"lifespan_thing": 1, "webhooks": (Webhook("https://a.example/h"),)}]
+    assert states == [{"lifespan_thing": 1, "webhooks": (Webhook("https://a.example/h"),), "report": json.loads(body)}]
 
 
 class TestPaidPlan:
@@ -332,3 +334,16 @@ def free_plan(scope: Any) -> bool:
 def test_bad_arguments_are_errors_naming_the_argument(options: dict[str, Any], named: str) -> None:
     with pytest.raises(ImproperlyConfigured, match=named):
         WebhooksMiddleware(lambda *args: None, **options)  # type: ignore[arg-type, return-value]
+
+
+def test_the_parsed_report_is_handed_on_so_the_app_need_not_parse_it_again() -> None:
+    reports: list[Any] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        reports.append(scope["state"]["report"])
+        await Response("ok")(scope, receive, send)
+
+    body = report([{"url": "https://a.example/h"}])
+    call(WebhooksMiddleware(inner), body=body)
+    call(WebhooksMiddleware(inner), body=b"[1, 2]")
+    assert reports == [json.loads(body), None]
