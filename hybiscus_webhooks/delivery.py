@@ -20,7 +20,7 @@ import dramatiq
 import dramatiq.broker
 from dramatiq.middleware import CurrentMessage, Retries
 
-from . import settings, signing
+from . import records, settings, signing, tracking
 from .errors import BrokerNotConfigured, DeliveryFailed, DestinationRefused, ImproperlyConfigured
 from .schemas import Webhook, redact_url
 from .sender import USER_AGENT, get_sender
@@ -82,7 +82,15 @@ def deliver(delivery: dict[str, Any]) -> None:
     attempt = retries + 1
     body, headers = request_of(delivery, endpoint["auth_header"])
 
-    outcome = get_sender().post(endpoint["url"], body, headers)
+    started = tracking.now()
+    try:
+        outcome = get_sender().post(endpoint["url"], body, headers)
+    except DestinationRefused:
+        tracking.refused(delivery, number=attempt, started=started)
+        raise
+    last = retries >= MAX_RETRIES
+    tracking.attempted(delivery, endpoint, number=attempt, started=started, outcome=outcome,
+                       retry_in=None if outcome.ok or last else backoff_millis(retries))
     where = delivery["endpoint"]
     if outcome.ok:
         logger.info(
@@ -117,6 +125,7 @@ def install(broker: dramatiq.Broker | None = None) -> dramatiq.Actor[Any, Any]:
     Safe to call more than once. Adds the CurrentMessage middleware if the broker lacks it.
     """
     broker = _resolve(broker)
+    records.bind(broker)
     with _install_lock:
         if ACTOR_NAME in broker.get_declared_actors():
             return broker.get_actor(ACTOR_NAME)
@@ -170,4 +179,5 @@ def send(event: str, task_id: str, webhook: Webhook, *, broker: dramatiq.Broker 
     }
     secret_options: dict[str, Any] = {_ENDPOINT_OPTION: {"url": webhook.url, "auth_header": webhook.auth_header}}
     actor.send_with_options(args=(delivery,), **secret_options)
+    tracking.pending(delivery)
     return str(delivery["id"])

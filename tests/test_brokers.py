@@ -35,7 +35,9 @@ def rabbitmq_broker() -> dramatiq.Broker:
                         pytest.param(rabbitmq_broker, marks=pytest.mark.rabbitmq, id="rabbitmq")])
 def real_broker(request: pytest.FixtureRequest, enqueued: Enqueued) -> Iterator[dramatiq.Broker]:
     queue = unique("hw_test")
-    settings.configure(REPORT_URL=REPORT_URL, QUEUE_NAME=queue)
+    # On a RedisBroker the records go to its Redis: under a prefix of this test's own, deleted below.
+    prefix = unique("hw-test-records") + ":"
+    settings.configure(REPORT_URL=REPORT_URL, QUEUE_NAME=queue, RECORDS_KEY_PREFIX=prefix)
     broker = request.param()
     broker.add_middleware(enqueued)
     broker.emit_after("process_boot")
@@ -45,6 +47,8 @@ def real_broker(request: pytest.FixtureRequest, enqueued: Enqueued) -> Iterator[
         for name in (queue, queue + ".DQ", queue + ".XQ"):
             broker.channel.queue_delete(name)
     else:
+        for key in broker.client.scan_iter(prefix + "*"):
+            broker.client.delete(key)
         broker.flush_all()
     broker.close()
 
