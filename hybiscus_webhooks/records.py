@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import dramatiq
 
-from . import settings
+from . import brokers, settings
 from .errors import ImproperlyConfigured
 
 if TYPE_CHECKING:
@@ -299,9 +299,10 @@ def from_settings(broker: dramatiq.Broker | None = None) -> RecordsBackend | Non
     if url is False:
         return None
     if url is None:
-        if not _is_redis_broker(broker):
+        if broker is None or brokers.kind(broker) != "redis":
             return None
-        return RedisRecords(redis_client(like=broker.client), key_prefix=values.RECORDS_KEY_PREFIX,  # type: ignore[union-attr]
+        client = broker.client  # type: ignore[attr-defined]
+        return RedisRecords(redis_client(like=client), key_prefix=values.RECORDS_KEY_PREFIX,
                             retention=values.RECORDS_RETENTION)
     return RedisRecords(redis_client(url), key_prefix=values.RECORDS_KEY_PREFIX, retention=values.RECORDS_RETENTION)
 
