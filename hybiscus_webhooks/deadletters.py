@@ -34,16 +34,24 @@ class DeadLetter:
     remove: Callable[[], None] = field(repr=False)
 
 
+Match = Callable[["dramatiq.Message[Any]"], bool]
+
+
 @contextmanager
-def dead_letters(broker: dramatiq.Broker, queue_name: str, actor_name: str) -> Iterator[list[DeadLetter]]:
-    """The dead letters of ``actor_name`` on ``queue_name``; ``remove()`` them inside the block."""
+def dead_letters(
+    broker: dramatiq.Broker, queue_name: str, actor_name: str, match: Match = lambda message: True,
+) -> Iterator[list[DeadLetter]]:
+    """The dead letters of ``actor_name`` on ``queue_name`` that ``match``; ``remove()`` them inside the block."""
+    def wanted(message: dramatiq.Message[Any]) -> bool:
+        return message.actor_name == actor_name and match(message)
+
     found_kind = kind(broker)
     if found_kind == "stub":
-        yield _stub(broker, queue_name, actor_name)
+        yield _stub(broker, queue_name, wanted)
     elif found_kind == "redis":
-        yield _redis(broker, queue_name, actor_name)
+        yield _redis(broker, queue_name, wanted)
     elif found_kind == "rabbitmq":
-        with _rabbitmq(broker, queue_name, actor_name) as found:
+        with _rabbitmq(broker, queue_name, wanted) as found:
             yield found
     else:
         raise ImproperlyConfigured(
@@ -52,30 +60,31 @@ def dead_letters(broker: dramatiq.Broker, queue_name: str, actor_name: str) -> I
         )
 
 
-def _decode(data: bytes, actor_name: str) -> dramatiq.Message[Any] | None:
+def _decode(data: bytes, wanted: Match) -> dramatiq.Message[Any] | None:
     try:
         message = dramatiq.Message.decode(data)
     except DecodeError:
         # Never log the exception: it carries the raw message, auth header included.
         logger.warning("Skipped a dead letter that could not be decoded.")
         return None
-    return message if message.actor_name == actor_name else None
+    return message if wanted(message) else None
 
 
-def _stub(broker: Any, queue_name: str, actor_name: str) -> list[DeadLetter]:
+def _stub(broker: Any, queue_name: str, wanted: Match) -> list[DeadLetter]:
     letters = broker.dead_letters_by_queue[queue_name]
     return [
         DeadLetter(getattr(message, "_message", message), functools.partial(letters.remove, message))
-        for message in list(letters) if message.actor_name == actor_name
+        for message in list(letters) if wanted(message)
     ]
 
 
-def _redis(broker: Any, queue_name: str, actor_name: str) -> list[DeadLetter]:
+def _redis(broker: Any, queue_name: str, wanted: Match) -> list[DeadLetter]:
     index = "%s:%s" % (broker.namespace, xq_name(queue_name))
     messages = index + ".msgs"
     found = []
-    for message_id, data in broker.client.hgetall(messages).items():
-        message = _decode(data, actor_name)
+    # Scanned, not read whole: a week of dead letters can be large.
+    for message_id, data in broker.client.hscan_iter(messages, count=500):
+        message = _decode(data, wanted)
         if message is not None:
             def remove(message_id: bytes = message_id) -> None:
                 pipe = broker.client.pipeline(transaction=True)
@@ -88,7 +97,7 @@ def _redis(broker: Any, queue_name: str, actor_name: str) -> list[DeadLetter]:
 
 
 @contextmanager
-def _rabbitmq(broker: Any, queue_name: str, actor_name: str) -> Iterator[list[DeadLetter]]:
+def _rabbitmq(broker: Any, queue_name: str, wanted: Match) -> Iterator[list[DeadLetter]]:
     import pika.exceptions
 
     # A channel of our own: every message got from it stays unacked, so the next get returns the next
@@ -105,7 +114,7 @@ def _rabbitmq(broker: Any, queue_name: str, actor_name: str) -> Iterator[list[De
                 raise
             if method is None:
                 break
-            message = _decode(body, actor_name)
+            message = _decode(body, wanted)
             if message is not None:
                 found.append(DeadLetter(message, functools.partial(channel.basic_ack, method.delivery_tag)))
         yield found

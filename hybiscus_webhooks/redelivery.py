@@ -59,12 +59,14 @@ def redeliver(
     actor = install(broker)
     done: dict[str, Redelivery] = {}
 
-    with dead_letters(broker, actor.queue_name, ACTOR_NAME) as letters:
+    def match(message: dramatiq.Message[Any]) -> bool:
+        delivery = message.args[0] if message.args and isinstance(message.args[0], dict) else {}
+        return (delivery.get("task_id") == task_id and event in (None, delivery.get("event"))
+                and wanted in (None, delivery.get("endpoint")))
+
+    with dead_letters(broker, actor.queue_name, ACTOR_NAME, match) as letters:
         for letter in letters:
             delivery = letter.message.args[0]
-            if (delivery.get("task_id") != task_id or event not in (None, delivery["event"])
-                    or wanted not in (None, delivery["endpoint"])):
-                continue
             if not dry_run:
                 if delivery["id"] not in done:
                     tracking.pending(delivery, redelivery=True)
