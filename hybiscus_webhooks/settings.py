@@ -195,7 +195,8 @@ _DEFINITIONS = [
     Definition(
         "ON_EXHAUSTED", None, _optional_callable, type="callable | import path | None",
         doc="Called in the worker with a hybiscus_webhooks.ExhaustedDelivery (no secrets in it) when a "
-        "delivery's last retry has failed; its errors are logged, never raised.",
+        "delivery's last retry has failed; its errors are logged, never raised. At least once, like the "
+        "webhooks: a worker that dies right after may call it again.",
     ),
     Definition(
         "METRICS_REGISTRY", None, _metrics_registry,
