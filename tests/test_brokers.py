@@ -47,9 +47,10 @@ def real_broker(request: pytest.FixtureRequest, enqueued: Enqueued) -> Iterator[
         for name in (queue, queue + ".DQ", queue + ".XQ"):
             broker.channel.queue_delete(name)
     else:
-        for key in broker.client.scan_iter(prefix + "*"):
-            broker.client.delete(key)
-        broker.flush_all()
+        # flush_all() leaves the namespace's heartbeats behind, forever: delete everything of it.
+        for pattern in (prefix + "*", broker.namespace + ":*"):
+            for key in broker.client.scan_iter(pattern):
+                broker.client.delete(key)
     broker.close()
 
 
