@@ -70,6 +70,9 @@ class Output:
             with self._changed:
                 self.lines.append(line)
                 self._changed.notify_all()
+        self.process.wait()  # The output ended: let a waiter see that the process is gone.
+        with self._changed:
+            self._changed.notify_all()
 
     def wait_for(self, *needles: str, timeout: float = 60) -> str:
         """The first line that contains every needle, once the process has printed it."""
