@@ -19,6 +19,14 @@ REPORT_STATE_KEY = "report"
 
 
 class WebhooksMiddleware:
+    """Validates ``config.webhooks`` of each POST to the submission paths before the app sees it.
+
+    ``app.add_middleware(WebhooksMiddleware)`` reads the settings; ``paths``, ``max_body_bytes``,
+    ``max_webhooks`` and ``plan_check`` override ``SUBMISSION_PATHS``, ``MAX_BODY_BYTES``,
+    ``MAX_WEBHOOKS`` and ``PLAN_CHECK``. Answers 422, 413 or 402 itself; otherwise the app receives the
+    same bytes, and the validated webhooks in ``scope["state"]["webhooks"]``.
+    """
+
     def __init__(
         self,
         app: ASGIApp,

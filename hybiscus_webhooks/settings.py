@@ -169,7 +169,7 @@ _DEFINITIONS = [
     ),
     Definition(
         "MAX_RESPONSE_BYTES", 4096, _int_at_least(0), type="int",
-        doc="Bytes of a receiver's answer kept for the logs; the rest is never read.",
+        doc="Most bytes of a receiver's answer that an attempt reads; the rest is never read.",
     ),
     Definition(
         "SIGNING_SECRETS", (), parse_secrets, type="list[str]", secret=True,

@@ -1,4 +1,8 @@
-"""Helpers for testing an app that uses hybiscus_webhooks: a recording receiver and a movable Dramatiq clock."""
+"""Helpers for testing an app that uses hybiscus_webhooks.
+
+A recording receiver, a movable Dramatiq clock, a StubBroker with the delivery actor, the deliveries
+waiting in it, and the due times of retries. The docs page "Testing your integration" shows them at work.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,18 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import dramatiq
 import dramatiq.common
+from dramatiq.brokers.stub import StubBroker
+
+from .delivery import _ENDPOINT_OPTION, ACTOR_NAME, install
+from .schemas import Webhook
 
 
 @dataclass(frozen=True)
 class ReceivedRequest:
+    """One request a :class:`Receiver` got: header names are lower case, ``at`` is the receiver's clock."""
+
     method: str
     path: str
     headers: dict[str, str] = field(repr=False)
@@ -42,6 +53,7 @@ class Receiver:
         self.default = default
         self.response_body = response_body
         self.clock = clock
+        #: Every request received so far, in order.
         self.requests: list[ReceivedRequest] = []
         self._changed = threading.Condition()
         self._server = ThreadingHTTPServer((host, 0), self._handler_class())
@@ -54,11 +66,13 @@ class Receiver:
         return "http://%s:%d" % (str(host), port)
 
     def start(self) -> Receiver:
+        """Serve in a background thread."""
         self._thread = threading.Thread(target=self._server.serve_forever, name="receiver", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the socket."""
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()
@@ -124,16 +138,20 @@ class DramatiqClock:
     """
 
     def __init__(self, start: float | None = None) -> None:
+        #: The clock's time in seconds; set it to jump there.
         self.now = time.time() if start is None else start
         self._original: Callable[[], float] = time.time
 
     def time(self) -> float:
+        """The clock's time in seconds, like ``time.time()``."""
         return self.now
 
     def millis(self) -> int:
+        """The clock's time in milliseconds, like ``dramatiq.common.current_millis()``."""
         return int(self.now * 1000)
 
     def advance(self, seconds: float) -> None:
+        """Move the clock forward."""
         self.now += seconds
 
     def __enter__(self) -> DramatiqClock:
@@ -144,3 +162,74 @@ class DramatiqClock:
     def __exit__(self, *exc_info: Any) -> None:
         dramatiq.common.time = self._original  # type: ignore[attr-defined]
 
+
+
+def make_stub_broker(**options: Any) -> StubBroker:
+    """A new StubBroker with the delivery actor installed, for a test of its own.
+
+    ``options`` go to ``StubBroker`` (``middleware=[...]`` replaces Dramatiq's default middleware, which
+    must then include ``Retries``). The broker does not become the global one: pass it to
+    ``dramatiq.set_broker`` when the code under test sends through the global broker.
+    """
+    broker = StubBroker(**options)
+    install(broker)
+    return broker
+
+
+@dataclass(frozen=True)
+class QueuedDelivery:
+    """A delivery waiting on a StubBroker: what each of its attempts will send, and where."""
+
+    id: str
+    event: str
+    task_id: str
+    report_url: str
+    webhook: Webhook
+
+
+def queued_deliveries(broker: StubBroker) -> list[QueuedDelivery]:
+    """The deliveries waiting in ``broker``'s delivery queue, in order: those no worker has taken yet."""
+    if not isinstance(broker, StubBroker):
+        raise TypeError("queued_deliveries() reads a StubBroker's queues, got %s." % type(broker).__name__)
+    if ACTOR_NAME not in broker.get_declared_actors():
+        raise ValueError("The delivery actor is not installed on this broker: call install(broker) first.")
+    queue = broker.queues.get(broker.get_actor(ACTOR_NAME).queue_name)
+    found = []
+    for raw in list(queue.queue) if queue is not None else []:
+        message = dramatiq.Message.decode(raw)
+        if message.actor_name == ACTOR_NAME:
+            delivery, endpoint = message.args[0], message.options[_ENDPOINT_OPTION]
+            found.append(QueuedDelivery(
+                id=delivery["id"], event=delivery["event"], task_id=delivery["task_id"],
+                report_url=delivery["report_url"], webhook=Webhook(endpoint["url"], endpoint["auth_header"]),
+            ))
+    return found
+
+
+class RetryWatch(dramatiq.Middleware):
+    """Records when each delayed message (a retry) is due, so that a test can move a DramatiqClock there.
+
+    Add it to the broker before the worker starts::
+
+        watch = RetryWatch()
+        broker.add_middleware(watch)
+        ...
+        clock.now = watch.wait_for(1)  # the first retry is due now
+    """
+
+    def __init__(self) -> None:
+        self.due: list[float] = []
+        self._changed = threading.Condition()
+
+    def after_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message[Any], delay: int | None) -> None:
+        if delay:
+            with self._changed:
+                self.due.append(message.options["eta"] / 1000)
+                self._changed.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> float:
+        """When the ``count``-th delayed message is due (seconds on Dramatiq's clock), once it has been enqueued."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self.due) >= count, timeout):
+                raise TimeoutError("Expected %d delayed messages, got %d in %s s." % (count, len(self.due), timeout))
+            return self.due[count - 1]

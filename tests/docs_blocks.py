@@ -1,0 +1,117 @@
+"""Reads the code blocks of the docs' pages and lays their files out as a project (see docs/contributing.rst)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+DOCS = Path(__file__).parent.parent / "docs"
+
+_DIRECTIVE = re.compile(r"^(?P<indent> *)\.\. code-block:: *(?P<language>\S+) *$")
+_OPTION = re.compile(r"^ +:(?P<name>[\w-]+):(?: +(?P<value>.*))?$")
+#: First line of a block that is a file: "# path/name.py", or "# path/name.py (continued)" to append.
+FILE_LINE = re.compile(r"^# (?P<path>[\w/.-]+\.py)(?P<continued> \(continued\))?$")
+
+
+@dataclass(frozen=True)
+class Block:
+    page: str
+    line: int
+    language: str
+    code: str
+    options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def file(self) -> str | None:
+        match = FILE_LINE.match(self.code.split("\n", 1)[0]) if self.language == "python" else None
+        return match["path"] if match else None
+
+
+def pages() -> list[str]:
+    return sorted(path.name for path in DOCS.glob("*.rst"))
+
+
+def code_blocks(page: str) -> list[Block]:
+    lines = (DOCS / page).read_text().split("\n")
+    blocks = []
+    index = 0
+    while index < len(lines):
+        directive = _DIRECTIVE.match(lines[index])
+        index += 1
+        if not directive:
+            continue
+        start, depth, options = index, len(directive["indent"]), {}
+        while index < len(lines) and (option := _OPTION.match(lines[index])):
+            options[option["name"]] = option["value"] or ""
+            index += 1
+        body = []
+        while index < len(lines) and (not lines[index].strip() or _indent(lines[index]) > depth):
+            body.append(lines[index])
+            index += 1
+        code = textwrap.dedent("\n".join(body)).strip("\n") + "\n"
+        blocks.append(Block(page, start, directive["language"], code, options))
+    return blocks
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def named_block(page: str, name: str) -> Block:
+    [block] = [block for block in code_blocks(page) if block.options.get("name") == name]
+    return block
+
+
+def shell_block(page: str, containing: str) -> Block:
+    [block] = [block for block in code_blocks(page) if block.language == "sh" and containing in block.code]
+    return block
+
+
+@dataclass
+class Project:
+    """The files of one page, written under ``root``, and the page's other Python blocks as one script."""
+
+    root: Path
+    files: dict[str, str]
+    script: str
+
+    def module_of(self, file: str) -> str:
+        return file.removesuffix(".py").replace("/", ".")
+
+    def load(self, file: str) -> ModuleType:
+        """Import one of the files in this process, under a name of its own."""
+        name = "docs_example_%s_%s" % (self.root.name, self.module_of(file).replace(".", "_"))
+        spec = importlib.util.spec_from_file_location(name, self.root / file)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+
+def write_project(page: str, root: Path) -> Project:
+    files: dict[str, str] = {}
+    snippets = []
+    for block in code_blocks(page):
+        if block.language != "python":
+            continue
+        match = FILE_LINE.match(block.code.split("\n", 1)[0])
+        if match is None:
+            snippets.append("# %s, line %d\n%s" % (page, block.line, block.code))
+        elif match["continued"]:
+            assert match["path"] in files, "%s line %d continues a file never started" % (page, block.line)
+            files[match["path"]] += "\n\n" + block.code.split("\n", 1)[1]
+        else:
+            assert match["path"] not in files, "%s line %d starts %s a second time" % (page, block.line, match["path"])
+            files[match["path"]] = block.code
+    for name, code in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(code)
+        for folder in path.relative_to(root).parents:
+            if folder != Path(".") and not (root / folder / "__init__.py").exists():
+                (root / folder / "__init__.py").write_text("")
+    return Project(root, files, "\n\n".join(snippets))
