@@ -87,7 +87,7 @@ def test_the_quickstart_delivers_a_webhook(project: dict[str, str]) -> None:
                                capture_output=True, text=True, check=False)
         assert check.returncode == 0, check.stderr
         web = start("uvicorn", "myapp.web:app", "--host", "127.0.0.1", "--port", str(port))
-        drains.append(wait_for_line(web, "Application startup complete"))
+        drains.append(wait_for_line(web, "Uvicorn running on"))
         worker = start("dramatiq", "myapp.broker", "--processes", "1", "--threads", "2")
         drains.append(wait_for_line(worker, "is ready for action"))
 
