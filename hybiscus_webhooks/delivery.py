@@ -117,6 +117,8 @@ def _host(endpoint: str) -> str:
 
 
 _install_lock = threading.Lock()
+# Room beyond the sender's own bounds for signing, records and the broker round trips of one attempt.
+_TIME_LIMIT_MARGIN = 30_000
 
 
 def install(broker: dramatiq.Broker | None = None) -> dramatiq.Actor[Any, Any]:
@@ -144,6 +146,11 @@ def install(broker: dramatiq.Broker | None = None) -> dramatiq.Actor[Any, Any]:
         }
         if "max_age" in broker.actor_options:
             options["max_age"] = None  # A broker-wide age limit must not cut the 2-hour schedule short.
+        if "time_limit" in broker.actor_options:
+            # A broker-wide limit shorter than one attempt would interrupt an attempt that may have
+            # been answered 2xx, and retry it on Dramatiq's jittered backoff: a duplicate off schedule.
+            current = settings.get()
+            options["time_limit"] = int((current.CONNECT_TIMEOUT + current.READ_TIMEOUT) * 1000) + _TIME_LIMIT_MARGIN
         declare = dramatiq.actor(actor_name=ACTOR_NAME, queue_name=settings.get().QUEUE_NAME, broker=broker, **options)
         return declare(deliver)
 

@@ -268,3 +268,13 @@ def test_a_broker_wide_age_limit_does_not_cut_the_schedule_short(
     times = run_failing_delivery(broker, start_worker, enqueued, clock, receiver, attempts=6)
     assert times[-1] - times[0] == sum(30_000 * 2**n for n in range(5))  # 15.5 min, far past the 1 min limit.
     assert broker.dead_letters == []
+
+
+def test_a_broker_wide_time_limit_cannot_interrupt_an_attempt() -> None:
+    from dramatiq.middleware import TimeLimit
+
+    from hybiscus_webhooks import settings
+
+    settings.configure(CONNECT_TIMEOUT=5, READ_TIMEOUT=40)
+    actor = install(StubBroker(middleware=[Retries(), TimeLimit(time_limit=1000)]))
+    assert actor.options["time_limit"] >= 45_000
