@@ -1,0 +1,203 @@
+"""The report server's endpoints, on both the Starlette and the FastAPI app, with an in-process worker."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pypdf
+import pytest
+from starlette.testclient import TestClient
+
+from hybiscus_webhooks.testing import Receiver
+from hybiscus_webhooks_contrib.report_server import Pipeline, Task, create_app
+from hybiscus_webhooks_contrib.report_server.fastapi_app import create_fastapi_app
+
+from .inprocess import RENDER_QUEUE, REPORT_URL, run_worker_until_idle
+
+KEY = "k" * 43
+
+
+def a_report(title: str = "Quarterly report", webhooks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "type": "Report",
+        "options": {"report_title": title, "report_byline": "By the tests"},
+        "components": [{"type": "Section", "options": {"section_title": "Sales"},
+                        "components": [{"type": "Text", "options": {"text": "Up 4%."}}]}],
+    }
+    if webhooks is not None:
+        report["config"] = {"webhooks": webhooks}
+    return report
+
+
+@pytest.fixture(params=["starlette", "fastapi"])
+def client(request: pytest.FixtureRequest, pipeline: Pipeline) -> Iterator[TestClient]:
+    factory = create_app if request.param == "starlette" else create_fastapi_app
+    with TestClient(factory(pipeline, api_keys=["another-key", KEY])) as client:
+        client.headers["X-API-KEY"] = KEY
+        yield client
+
+
+def submit(client: TestClient, report: Any, path: str = "/api/v1/build-report") -> str:
+    response = client.post(path, json=report)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer == {"task_id": answer["task_id"], "status": "QUEUED"}
+    assert uuid.UUID(answer["task_id"]).version == 4
+    return str(answer["task_id"])
+
+
+def status(client: TestClient, task_id: str) -> dict[str, Any]:
+    response = client.get("/api/v1/get-task-status", params={"task_id": task_id})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def test_a_report_is_queued_built_served_and_announced(
+    client: TestClient, pipeline: Pipeline, receiver: Receiver
+) -> None:
+    task_id = submit(client, a_report(webhooks=[{"url": receiver.url + "/hook", "auth_header": "s3cret"}]))
+    assert status(client, task_id) == {"task_id": task_id, "status": "QUEUED", "error_message": None}
+
+    run_worker_until_idle(pipeline)
+
+    assert status(client, task_id) == {"task_id": task_id, "status": "SUCCESS", "error_message": None}
+    response = client.get("/api/v1/get-report", params={"task_id": task_id})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/pdf"
+    text = pypdf.PdfReader(io.BytesIO(response.content)).pages[0].extract_text()
+    assert "Quarterly report" in text and "Sales" in text
+    [webhook] = receiver.wait_for(1)
+    assert webhook.path == "/hook"
+    assert webhook.headers["authorization"] == "Bearer s3cret"
+    assert json.loads(webhook.body) == {
+        "event": "report.completed", "task_id": task_id, "url": REPORT_URL.format(task_id=task_id),
+    }
+
+
+def test_preview_report_answers_like_build_report(client: TestClient, pipeline: Pipeline) -> None:
+    task_id = submit(client, a_report(), path="/api/v1/preview-report")
+    run_worker_until_idle(pipeline)
+    assert status(client, task_id)["status"] == "SUCCESS"
+
+
+def test_a_report_that_cannot_be_rendered_fails_and_sends_report_failed(
+    client: TestClient, pipeline: Pipeline, receiver: Receiver
+) -> None:
+    report = a_report(webhooks=[{"url": receiver.url + "/hook"}])
+    report["components"].append({"type": "Hologram"})
+    task_id = submit(client, report)
+
+    run_worker_until_idle(pipeline)
+
+    task = status(client, task_id)
+    assert task["status"] == "FAILED"
+    assert "components[1]" in task["error_message"] and "'Hologram'" in task["error_message"]
+    response = client.get("/api/v1/get-report", params={"task_id": task_id})
+    assert response.status_code == 409
+    assert "failed" in response.json()["detail"]
+    [webhook] = receiver.wait_for(1)
+    assert json.loads(webhook.body)["event"] == "report.failed"
+    assert "authorization" not in webhook.headers
+
+
+def test_a_render_that_crashes_for_good_marks_the_task_failed(
+    client: TestClient, pipeline: Pipeline, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(report: Any) -> bytes:
+        raise RuntimeError("out of ink")
+
+    monkeypatch.setattr("hybiscus_webhooks_contrib.report_server.pipeline.render_pdf", crash)
+    # Sent by hand without retries, so that the crash is final at once.
+    pipeline.render.send_with_options(args=("crashing-task", a_report(webhooks=[{"url": receiver.url}])), max_retries=0)
+    pipeline.store.put(Task("crashing-task", "QUEUED"))
+
+    run_worker_until_idle(pipeline)
+
+    assert status(client, "crashing-task") == {
+        "task_id": "crashing-task", "status": "FAILED", "error_message": "The report could not be rendered.",
+    }
+    [webhook] = receiver.wait_for(1)
+    assert json.loads(webhook.body)["event"] == "report.failed"
+
+
+def test_get_report_before_the_report_is_built_is_409(client: TestClient) -> None:
+    task_id = submit(client, a_report())
+    response = client.get("/api/v1/get-report", params={"task_id": task_id})
+    assert response.status_code == 409
+    assert "not built yet (status QUEUED)" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/get-task-status", "/api/v1/get-report"])
+def test_an_unknown_task_is_404(client: TestClient, path: str) -> None:
+    response = client.get(path, params={"task_id": str(uuid.uuid4())})
+    assert response.status_code == 404
+    assert "No task" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/get-task-status", "/api/v1/get-report"])
+def test_a_missing_task_id_is_422(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 422
+    [problem] = response.json()["detail"]
+    assert problem["loc"] == ["query", "task_id"] and problem["type"] == "missing"
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ('{"type": "Report"', ["body"]),
+        ("[1, 2]", ["body"]),
+        ('{"options": {}}', ["body", "type"]),
+        ('{"type": "Report", "components": {}}', ["body", "components"]),
+    ],
+)
+def test_a_body_that_is_no_report_is_422(client: TestClient, pipeline: Pipeline, body: str, loc: list[str]) -> None:
+    response = client.post("/api/v1/build-report", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert loc in [problem["loc"][: len(loc)] for problem in response.json()["detail"]]
+    assert pipeline.broker.queues[RENDER_QUEUE].qsize() == 0  # type: ignore[attr-defined]
+
+
+def test_invalid_webhooks_are_422_from_the_middleware_and_nothing_is_queued(
+    client: TestClient, pipeline: Pipeline
+) -> None:
+    response = client.post("/api/v1/build-report", json=a_report(webhooks=[{"url": "ftp://example.com/x"}]))
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "config", "webhooks", 0, "url"]
+    assert pipeline.broker.queues[RENDER_QUEUE].qsize() == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-API-KEY": "wrong"}, {"X-API-KEY": KEY[:-1]}])
+@pytest.mark.parametrize("path", ["/api/v1/build-report", "/api/v1/get-task-status?task_id=x"])
+def test_without_a_valid_key_every_endpoint_is_401(client: TestClient, headers: dict[str, str], path: str) -> None:
+    del client.headers["X-API-KEY"]
+    # Invalid webhooks too: the key is checked before the report is looked at.
+    report = a_report(webhooks=[{"url": "not a url"}])
+    response = client.post(path, json=report, headers=headers) if "build" in path else client.get(path, headers=headers)
+    assert response.status_code == 401
+    assert "API key" in response.json()["detail"]
+
+
+def test_the_key_may_come_in_the_query(client: TestClient, pipeline: Pipeline) -> None:
+    task_id = submit(client, a_report())
+    run_worker_until_idle(pipeline)
+    del client.headers["X-API-KEY"]
+    response = client.get("/api/v1/get-report", params={"task_id": task_id, "api_key": KEY})
+    assert response.status_code == 200
+    assert response.content.startswith(b"%PDF-")
+
+
+def test_a_broker_that_cannot_take_the_render_is_503(
+    client: TestClient, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("broker away")
+
+    monkeypatch.setattr(pipeline.broker, "enqueue", refuse)
+    response = client.post("/api/v1/build-report", json=a_report())
+    assert response.status_code == 503
+    assert "try again" in response.json()["detail"]
