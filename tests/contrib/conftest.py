@@ -9,6 +9,7 @@ from hybiscus_webhooks import settings
 from hybiscus_webhooks.testing import Receiver
 from hybiscus_webhooks_contrib.report_server import MemoryTaskStore, Pipeline, build_pipeline
 
+from ..processes import start_process  # noqa: F401 - fixture
 from ..services import namespace, redis_url  # noqa: F401 - fixtures
 from .inprocess import RENDER_QUEUE, REPORT_URL, WEBHOOK_QUEUE
 
