@@ -148,7 +148,7 @@ def test_importing_the_contrib_packages_has_no_side_effects() -> None:
         import hybiscus_webhooks_contrib.report_server, hybiscus_webhooks_contrib.report_server.app
         import hybiscus_webhooks_contrib.report_server.asgi, hybiscus_webhooks_contrib.report_server.fastapi_app
         import hybiscus_webhooks_contrib.report_server.webhook_settings
-        import hybiscus_webhooks_contrib.receiver
+        import hybiscus_webhooks_contrib.receiver, hybiscus_webhooks_contrib.demo
         assert dramatiq.broker.global_broker is None
     """)
     subprocess.run([sys.executable, "-c", code], check=True)
