@@ -71,22 +71,19 @@ class Process:
         return code
 
     def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM to the whole group, SIGKILL if it has not ended within ``timeout`` seconds."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.popen.pid, sig)
-            except ProcessLookupError:
-                pass  # The group is gone.
+        """SIGTERM to the process, which stops its children (dramatiq does); then SIGKILL to what is left."""
+        if self.popen.poll() is None:
+            self.popen.terminate()
             try:
                 self.popen.wait(timeout)
-                break
             except subprocess.TimeoutExpired:
-                continue
-        # The leader may have gone while children of its group linger.
+                pass
+        # Whatever of its group is left, a child that outlived its parent included.
         try:
             os.killpg(self.popen.pid, signal.SIGKILL)
         except ProcessLookupError:
-            pass
+            pass  # The group is gone.
+        self.popen.wait(timeout)
         self._reader.join(timeout)
         if self.popen.stdout is not None:
             self.popen.stdout.close()

@@ -15,6 +15,8 @@ from hybiscus_webhooks_contrib.receiver import Arrival, WebhookReceiver
 
 from ..processes import Process
 
+# urllib3 1.26 and 2.x alike: no urllib3.request(), no json=.
+HTTP = urllib3.PoolManager(retries=False, timeout=5)
 BODY = json.dumps({"event": "report.completed", "task_id": "t-1", "url": "http://reports/get-report?task_id=t-1"})
 
 
@@ -22,7 +24,7 @@ def post(url: str, body: str = BODY, authorization: str | None = None) -> int:
     headers = {"Content-Type": "application/json"}
     if authorization is not None:
         headers["Authorization"] = authorization
-    return int(urllib3.request("POST", url, body=body.encode(), headers=headers, retries=False, timeout=5).status)
+    return int(HTTP.request("POST", url, body=body.encode(), headers=headers).status)
 
 
 @pytest.fixture
