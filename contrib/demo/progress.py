@@ -14,7 +14,7 @@ from dramatiq.middleware import Middleware
 from hybiscus_webhooks.delivery import ACTOR_NAME as DELIVERY_ACTOR
 
 from ..receiver import Arrival
-from ..report_server import RENDER_ACTOR
+from ..report_server import RENDER_ACTOR, TaskStore
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,9 @@ def short(task_id: Any) -> str:
 class Progress(Middleware):
     """Puts a note on ``notes`` as the worker renders and delivers; never raises into the worker."""
 
-    def __init__(self, notes: queue.Queue[Note]) -> None:
+    def __init__(self, notes: queue.Queue[Note], store: TaskStore) -> None:
         self.notes = notes
+        self.store = store
 
     def _note(self, what: str) -> None:
         self.notes.put(Note(time.time(), "worker", what))
@@ -50,9 +51,10 @@ class Progress(Middleware):
     # Before the message is on the queue, so before any worker can start on it.
     def before_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message[Any], delay: int) -> None:
         if message.actor_name == RENDER_ACTOR and not message.options.get("retries"):
-            task_id, report = message.args
-            webhooks = ((report.get("config") or {}).get("webhooks") or []) if isinstance(report, dict) else []
-            title = (report.get("options") or {}).get("report_title") if isinstance(report, dict) else None
+            task_id = message.args[0]
+            report = self.store.get_report(task_id) or {}
+            webhooks = (report.get("config") or {}).get("webhooks") or []
+            title = (report.get("options") or {}).get("report_title")
             self.notes.put(Note(time.time(), "server", "queued task %s %r with %d webhook%s"
                                 % (short(task_id), title, len(webhooks), "" if len(webhooks) == 1 else "s")))
 

@@ -85,7 +85,7 @@ class Demo:
         self.broker = broker_from_url(broker_url) if broker_url else StubBroker()
         self.store = store_for(self.config)
         self.pipeline = build_pipeline(self.broker, self.store, render_queue=self.config.render_queue)
-        self.broker.add_middleware(Progress(self.notes))
+        self.broker.add_middleware(Progress(self.notes, self.store))
         self.receivers = {
             "ok": WebhookReceiver(token=secrets.token_urlsafe(12)),
             "flaky": WebhookReceiver(token=secrets.token_urlsafe(12), fail_first=FLAKY_FAILURES),

@@ -7,6 +7,7 @@ after the render actor, ``install`` declares the delivery actor, both on the bro
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,6 +38,19 @@ class Pipeline:
         self.store.close()
 
 
+def report_of(store: TaskStore) -> Callable[[dramatiq.Message[Any]], tuple[str, dict[str, Any]]]:
+    """RenderHook's ``extract``: the task_id is the message's argument, the report is in the store."""
+
+    def extract(message: dramatiq.Message[Any]) -> tuple[str, dict[str, Any]]:
+        task_id = message.args[0]
+        report = store.get_report(task_id)
+        if report is None:
+            raise LookupError("The report of task %s has expired." % task_id)
+        return task_id, report
+
+    return extract
+
+
 class MarkFailedTasks(Middleware):
     """Marks a task FAILED once its render has failed for good, whatever the reason (a crash, a time limit)."""
 
@@ -47,18 +61,20 @@ class MarkFailedTasks(Middleware):
     def after_nack(self, broker: dramatiq.Broker, message: dramatiq.Message[Any]) -> None:
         if message.actor_name != self.actor_name:
             return
-        task_id = message.args[0] if message.args else message.kwargs.get("task_id")
-        if not isinstance(task_id, str):
-            return
+        task_id = message.args[0]
         task = self.store.get(task_id)
         if task is not None and task.status != FAILED:
             self.store.put(Task(task_id, FAILED, "The report could not be rendered."))
 
 
 def declare_render_actor(broker: dramatiq.Broker, store: TaskStore, *, queue_name: str) -> dramatiq.Actor[Any, None]:
-    def render_report(task_id: str, report: dict[str, Any]) -> None:
+    # The message carries the task_id only: see store.py for why the report is not in it.
+    def render_report(task_id: str) -> None:
+        report = store.get_report(task_id)
         store.put(Task(task_id, RUNNING))
         try:
+            if report is None:
+                raise UnrenderableReport("The report expired before it could be rendered.")
             pdf = render_pdf(report)
         except UnrenderableReport as exc:
             store.put(Task(task_id, FAILED, str(exc)))
@@ -80,7 +96,7 @@ def build_pipeline(broker: dramatiq.Broker, store: TaskStore, *, render_queue: s
             "hybiscus_webhooks_contrib.report_server.webhook_settings (or a settings module of your own)."
             % settings.ENVIRONMENT_VARIABLE
         )
-    broker.add_middleware(RenderHook(actor_name=RENDER_ACTOR))
+    broker.add_middleware(RenderHook(actor_name=RENDER_ACTOR, extract=report_of(store)))
     # Added after RenderHook so that it runs first after a nack: the task reads FAILED
     # before report.failed is on its way.
     broker.add_middleware(MarkFailedTasks(store))

@@ -38,9 +38,9 @@ class ReportService:
         if problems:
             raise ApiError(422, problems)
         task_id = str(uuid.uuid4())
-        self.pipeline.store.put(Task(task_id, QUEUED))
+        self.pipeline.store.put(Task(task_id, QUEUED), report=report)
         try:
-            self.pipeline.render.send(task_id, report)
+            self.pipeline.render.send(task_id)
         except Exception as exc:  # redis-py's connection errors reach us unwrapped, pika's wrapped
             logger.error("Could not queue task %s: %s", task_id, type(exc).__name__)
             self.pipeline.store.put(Task(task_id, FAILED, "The report could not be queued."))

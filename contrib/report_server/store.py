@@ -1,12 +1,17 @@
-"""Where tasks and their PDFs live: Redis with a TTL for real deployments, memory for one process."""
+"""Where tasks live, with their Report definition and PDF: Redis with a TTL for deployments, memory for one process.
+
+The definition is kept here, not in the render message, because Dramatiq writes a failed
+message's arguments into its logs and a definition holds its customers' auth headers.
+"""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 QUEUED = "QUEUED"
@@ -26,22 +31,33 @@ class Task:
 
 
 class TaskStore(ABC):
-    """Each ``put`` keeps the task (and its PDF, once built) for ``ttl`` seconds from then."""
+    """Each ``put`` updates a task and keeps it, with what was stored with it before, ``ttl`` seconds from then."""
 
     def __init__(self, *, ttl: int) -> None:
         self.ttl = ttl
 
     @abstractmethod
-    def put(self, task: Task, pdf: bytes | None = None) -> None: ...
+    def put(self, task: Task, *, report: dict[str, Any] | None = None, pdf: bytes | None = None) -> None: ...
 
     @abstractmethod
     def get(self, task_id: str) -> Task | None: ...
+
+    @abstractmethod
+    def get_report(self, task_id: str) -> dict[str, Any] | None: ...
 
     @abstractmethod
     def get_pdf(self, task_id: str) -> bytes | None: ...
 
     def close(self) -> None:  # noqa: B027 - a store without connections has nothing to close
         """Release connections."""
+
+
+@dataclass
+class _Entry:
+    until: float
+    task: Task
+    report: dict[str, Any] | None = field(default=None, repr=False)
+    pdf: bytes | None = field(default=None, repr=False)
 
 
 class MemoryTaskStore(TaskStore):
@@ -51,28 +67,35 @@ class MemoryTaskStore(TaskStore):
         super().__init__(ttl=ttl)
         self.clock = clock
         self._lock = threading.Lock()
-        self._tasks: dict[str, tuple[float, Task, bytes | None]] = {}
+        self._entries: dict[str, _Entry] = {}
 
-    def put(self, task: Task, pdf: bytes | None = None) -> None:
+    def put(self, task: Task, *, report: dict[str, Any] | None = None, pdf: bytes | None = None) -> None:
         now = self.clock()
         with self._lock:
             # Dropping what expired on every write keeps a long-running demo's memory bounded.
-            for task_id in [key for key, (until, _, _) in self._tasks.items() if until <= now]:
-                del self._tasks[task_id]
-            self._tasks[task.task_id] = (now + self.ttl, task, pdf)
+            for task_id in [key for key, entry in self._entries.items() if entry.until <= now]:
+                del self._entries[task_id]
+            entry = self._entries.setdefault(task.task_id, _Entry(now, task))
+            entry.until, entry.task = now + self.ttl, task
+            entry.report = entry.report if report is None else report
+            entry.pdf = entry.pdf if pdf is None else pdf
 
-    def _live(self, task_id: str) -> tuple[float, Task, bytes | None] | None:
+    def _live(self, task_id: str) -> _Entry | None:
         with self._lock:
-            entry = self._tasks.get(task_id)
-        return entry if entry is not None and entry[0] > self.clock() else None
+            entry = self._entries.get(task_id)
+        return entry if entry is not None and entry.until > self.clock() else None
 
     def get(self, task_id: str) -> Task | None:
         entry = self._live(task_id)
-        return entry[1] if entry else None
+        return entry.task if entry else None
+
+    def get_report(self, task_id: str) -> dict[str, Any] | None:
+        entry = self._live(task_id)
+        return entry.report if entry else None
 
     def get_pdf(self, task_id: str) -> bytes | None:
         entry = self._live(task_id)
-        return entry[2] if entry else None
+        return entry.pdf if entry else None
 
 
 class RedisTaskStore(TaskStore):
@@ -92,8 +115,10 @@ class RedisTaskStore(TaskStore):
     def key(self, task_id: str) -> str:
         return "%s:task:%s" % (self.namespace, task_id)
 
-    def put(self, task: Task, pdf: bytes | None = None) -> None:
+    def put(self, task: Task, *, report: dict[str, Any] | None = None, pdf: bytes | None = None) -> None:
         fields: dict[str, bytes | str] = {"status": task.status, "error_message": task.error_message or ""}
+        if report is not None:
+            fields["report"] = json.dumps(report)
         if pdf is not None:
             fields["pdf"] = pdf
         with self.client.pipeline(transaction=True) as pipe:
@@ -106,6 +131,10 @@ class RedisTaskStore(TaskStore):
         if status is None:
             return None
         return Task(task_id, status.decode(), (error_message or b"").decode() or None)
+
+    def get_report(self, task_id: str) -> dict[str, Any] | None:
+        report = self.client.hget(self.key(task_id), "report")
+        return None if report is None else dict(json.loads(report))
 
     def get_pdf(self, task_id: str) -> bytes | None:
         pdf: bytes | None = self.client.hget(self.key(task_id), "pdf")

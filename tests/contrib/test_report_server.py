@@ -111,9 +111,9 @@ def test_a_render_that_crashes_for_good_marks_the_task_failed(
         raise RuntimeError("out of ink")
 
     monkeypatch.setattr("hybiscus_webhooks_contrib.report_server.pipeline.render_pdf", crash)
+    pipeline.store.put(Task("crashing-task", "QUEUED"), report=a_report(webhooks=[{"url": receiver.url}]))
     # Sent by hand without retries, so that the crash is final at once.
-    pipeline.render.send_with_options(args=("crashing-task", a_report(webhooks=[{"url": receiver.url}])), max_retries=0)
-    pipeline.store.put(Task("crashing-task", "QUEUED"))
+    pipeline.render.send_with_options(args=("crashing-task",), max_retries=0)
 
     run_worker_until_idle(pipeline)
 
@@ -122,6 +122,21 @@ def test_a_render_that_crashes_for_good_marks_the_task_failed(
     }
     [webhook] = receiver.wait_for(1)
     assert json.loads(webhook.body)["event"] == "report.failed"
+
+
+def test_no_auth_header_reaches_the_logs_when_a_render_fails(
+    client: TestClient, pipeline: Pipeline, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    report = a_report(webhooks=[{"url": receiver.url, "auth_header": "do-not-log-me"}])
+    report["components"].append({"type": "Hologram"})
+    caplog.set_level("DEBUG")
+    submit(client, report)
+
+    run_worker_until_idle(pipeline)
+
+    assert "UnrenderableReport" in caplog.text  # The failure was logged...
+    assert "do-not-log-me" not in caplog.text  # ...without the customer's secret.
+    assert receiver.wait_for(1)[0].headers["authorization"] == "Bearer do-not-log-me"
 
 
 def test_get_report_before_the_report_is_built_is_409(client: TestClient) -> None:

@@ -29,14 +29,16 @@ def store(request: pytest.FixtureRequest, namespace: str) -> Iterator[TaskStore]
     store.close()
 
 
-def test_a_task_goes_through_its_states(store: TaskStore) -> None:
-    assert store.get("t1") is None and store.get_pdf("t1") is None
-    store.put(Task("t1", "QUEUED"))
+def test_a_task_goes_through_its_states_keeping_its_report(store: TaskStore) -> None:
+    assert store.get("t1") is None and store.get_pdf("t1") is None and store.get_report("t1") is None
+    report = {"type": "Report", "config": {"webhooks": [{"url": "https://x.example/h", "auth_header": "a"}]}}
+    store.put(Task("t1", "QUEUED"), report=report)
     assert store.get("t1") == Task("t1", "QUEUED", None)
     store.put(Task("t1", "RUNNING"))
     store.put(Task("t1", "SUCCESS"), pdf=b"%PDF-1.4 ...")
     assert store.get("t1") == Task("t1", "SUCCESS", None)
     assert store.get_pdf("t1") == b"%PDF-1.4 ..."
+    assert store.get_report("t1") == report
 
 
 def test_a_failed_task_keeps_its_error_message(store: TaskStore) -> None:
@@ -66,7 +68,7 @@ def test_memory_store_drops_expired_tasks_when_written_to() -> None:
     store.put(Task("old", "SUCCESS"), pdf=b"x" * 1000)
     clock.now += 61
     store.put(Task("new", "QUEUED"))
-    assert list(store._tasks) == ["new"]
+    assert list(store._entries) == ["new"]
 
 
 @pytest.mark.redis
