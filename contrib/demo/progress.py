@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
 from hybiscus_webhooks.delivery import ACTOR_NAME as DELIVERY_ACTOR
@@ -58,14 +59,14 @@ class Progress(Middleware):
             self.notes.put(Note(time.time(), "server", "queued task %s %r with %d webhook%s"
                                 % (short(task_id), title, len(webhooks), "" if len(webhooks) == 1 else "s")))
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message[Any]) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         if message.actor_name == RENDER_ACTOR:
             self._note("rendering task %s" % short(message.args[0]))
 
     # Runs before the Retries middleware (middleware added later runs earlier after a message),
     # so options["retries"] still counts the earlier attempts of this one.
     def after_process_message(
-        self, broker: dramatiq.Broker, message: dramatiq.Message[Any], *, result: Any = None,
+        self, broker: dramatiq.Broker, message: MessageProxy, *, result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
         if message.actor_name == RENDER_ACTOR:

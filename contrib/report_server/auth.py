@@ -38,8 +38,10 @@ class ApiKeyAuth:
 def _given_key(scope: Scope) -> bytes | None:
     for name, value in scope["headers"]:
         if name == b"x-api-key":
-            return bytes(value)
-    for name, text in parse_qsl(scope.get("query_string", b"").decode("latin-1"), encoding="latin-1"):
+            key: bytes = value
+            return key
+    query: bytes = scope.get("query_string", b"")
+    for name, text in parse_qsl(query.decode("latin-1"), encoding="latin-1"):
         if name == "api_key":
             return text.encode("latin-1")
     return None

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
 from hybiscus_webhooks import ImproperlyConfigured, RenderHook, install, settings
@@ -38,10 +39,10 @@ class Pipeline:
         self.store.close()
 
 
-def report_of(store: TaskStore) -> Callable[[dramatiq.Message[Any]], tuple[str, dict[str, Any]]]:
+def report_of(store: TaskStore) -> Callable[[MessageProxy], tuple[str, dict[str, Any]]]:
     """RenderHook's ``extract``: the task_id is the message's argument, the report is in the store."""
 
-    def extract(message: dramatiq.Message[Any]) -> tuple[str, dict[str, Any]]:
+    def extract(message: MessageProxy) -> tuple[str, dict[str, Any]]:
         task_id = message.args[0]
         report = store.get_report(task_id)
         if report is None:
@@ -58,7 +59,7 @@ class MarkFailedTasks(Middleware):
         self.store = store
         self.actor_name = actor_name
 
-    def after_nack(self, broker: dramatiq.Broker, message: dramatiq.Message[Any]) -> None:
+    def after_nack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         if message.actor_name != self.actor_name:
             return
         task_id = message.args[0]
@@ -82,11 +83,12 @@ def declare_render_actor(broker: dramatiq.Broker, store: TaskStore, *, queue_nam
         store.put(Task(task_id, SUCCESS), pdf=pdf)
         logger.info("Rendered task %s: %d bytes of PDF.", task_id, len(pdf))
 
-    return dramatiq.actor(
-        render_report, actor_name=RENDER_ACTOR, queue_name=queue_name, broker=broker,
+    declare = dramatiq.actor(
+        actor_name=RENDER_ACTOR, queue_name=queue_name, broker=broker,
         # A report that cannot be drawn fails at once; anything else may be passing (Redis away).
         throws=(UnrenderableReport,), max_retries=3, min_backoff=1000, max_backoff=10_000,
     )
+    return declare(render_report)
 
 
 def build_pipeline(broker: dramatiq.Broker, store: TaskStore, *, render_queue: str) -> Pipeline:
@@ -110,7 +112,7 @@ def broker_from_url(url: str) -> dramatiq.Broker:
         if scheme in ("redis", "rediss", "unix"):
             from dramatiq.brokers.redis import RedisBroker
 
-            return RedisBroker(url=url)
+            return RedisBroker(url=url)  # type: ignore[no-untyped-call]
         if scheme in ("amqp", "amqps"):
             from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
