@@ -5,18 +5,16 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pypdf
 import pytest
-from starlette.testclient import TestClient
 
 from hybiscus_webhooks.testing import Receiver
 from hybiscus_webhooks_contrib.report_server import Pipeline, Task, create_app
 from hybiscus_webhooks_contrib.report_server.fastapi_app import create_fastapi_app
 
-from .inprocess import RENDER_QUEUE, REPORT_URL, run_worker_until_idle
+from .inprocess import RENDER_QUEUE, REPORT_URL, Client, run_worker_until_idle
 
 KEY = "k" * 43
 
@@ -34,30 +32,28 @@ def a_report(title: str = "Quarterly report", webhooks: list[dict[str, Any]] | N
 
 
 @pytest.fixture(params=["starlette", "fastapi"])
-def client(request: pytest.FixtureRequest, pipeline: Pipeline) -> Iterator[TestClient]:
+def client(request: pytest.FixtureRequest, pipeline: Pipeline) -> Client:
     factory = create_app if request.param == "starlette" else create_fastapi_app
-    with TestClient(factory(pipeline, api_keys=["another-key", KEY])) as client:
-        client.headers["X-API-KEY"] = KEY
-        yield client
+    return Client(factory(pipeline, api_keys=["another-key", KEY]), headers={"X-API-KEY": KEY})
 
 
-def submit(client: TestClient, report: Any, path: str = "/api/v1/build-report") -> str:
-    response = client.post(path, json=report)
-    assert response.status_code == 200, response.text
+def submit(client: Client, report: Any, path: str = "/api/v1/build-report") -> str:
+    response = client.post(path, json_body=report)
+    assert response.status == 200, response.body
     answer = response.json()
     assert answer == {"task_id": answer["task_id"], "status": "QUEUED"}
     assert uuid.UUID(answer["task_id"]).version == 4
     return str(answer["task_id"])
 
 
-def status(client: TestClient, task_id: str) -> dict[str, Any]:
+def status(client: Client, task_id: str) -> dict[str, Any]:
     response = client.get("/api/v1/get-task-status", params={"task_id": task_id})
-    assert response.status_code == 200, response.text
+    assert response.status == 200, response.body
     return dict(response.json())
 
 
 def test_a_report_is_queued_built_served_and_announced(
-    client: TestClient, pipeline: Pipeline, receiver: Receiver
+    client: Client, pipeline: Pipeline, receiver: Receiver
 ) -> None:
     task_id = submit(client, a_report(webhooks=[{"url": receiver.url + "/hook", "auth_header": "s3cret"}]))
     assert status(client, task_id) == {"task_id": task_id, "status": "QUEUED", "error_message": None}
@@ -66,9 +62,9 @@ def test_a_report_is_queued_built_served_and_announced(
 
     assert status(client, task_id) == {"task_id": task_id, "status": "SUCCESS", "error_message": None}
     response = client.get("/api/v1/get-report", params={"task_id": task_id})
-    assert response.status_code == 200
+    assert response.status == 200
     assert response.headers["content-type"] == "application/pdf"
-    text = pypdf.PdfReader(io.BytesIO(response.content)).pages[0].extract_text()
+    text = pypdf.PdfReader(io.BytesIO(response.body)).pages[0].extract_text()
     assert "Quarterly report" in text and "Sales" in text
     [webhook] = receiver.wait_for(1)
     assert webhook.path == "/hook"
@@ -78,14 +74,14 @@ def test_a_report_is_queued_built_served_and_announced(
     }
 
 
-def test_preview_report_answers_like_build_report(client: TestClient, pipeline: Pipeline) -> None:
+def test_preview_report_answers_like_build_report(client: Client, pipeline: Pipeline) -> None:
     task_id = submit(client, a_report(), path="/api/v1/preview-report")
     run_worker_until_idle(pipeline)
     assert status(client, task_id)["status"] == "SUCCESS"
 
 
 def test_a_report_that_cannot_be_rendered_fails_and_sends_report_failed(
-    client: TestClient, pipeline: Pipeline, receiver: Receiver
+    client: Client, pipeline: Pipeline, receiver: Receiver
 ) -> None:
     report = a_report(webhooks=[{"url": receiver.url + "/hook"}])
     report["components"].append({"type": "Hologram"})
@@ -97,7 +93,7 @@ def test_a_report_that_cannot_be_rendered_fails_and_sends_report_failed(
     assert task["status"] == "FAILED"
     assert "components[1]" in task["error_message"] and "'Hologram'" in task["error_message"]
     response = client.get("/api/v1/get-report", params={"task_id": task_id})
-    assert response.status_code == 409
+    assert response.status == 409
     assert "failed" in response.json()["detail"]
     [webhook] = receiver.wait_for(1)
     assert json.loads(webhook.body)["event"] == "report.failed"
@@ -105,7 +101,7 @@ def test_a_report_that_cannot_be_rendered_fails_and_sends_report_failed(
 
 
 def test_a_render_that_crashes_for_good_marks_the_task_failed(
-    client: TestClient, pipeline: Pipeline, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    client: Client, pipeline: Pipeline, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def crash(report: Any) -> bytes:
         raise RuntimeError("out of ink")
@@ -125,7 +121,7 @@ def test_a_render_that_crashes_for_good_marks_the_task_failed(
 
 
 def test_no_auth_header_reaches_the_logs_when_a_render_fails(
-    client: TestClient, pipeline: Pipeline, receiver: Receiver, caplog: pytest.LogCaptureFixture
+    client: Client, pipeline: Pipeline, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     report = a_report(webhooks=[{"url": receiver.url, "auth_header": "do-not-log-me"}])
     report["components"].append({"type": "Hologram"})
@@ -139,24 +135,24 @@ def test_no_auth_header_reaches_the_logs_when_a_render_fails(
     assert receiver.wait_for(1)[0].headers["authorization"] == "Bearer do-not-log-me"
 
 
-def test_get_report_before_the_report_is_built_is_409(client: TestClient) -> None:
+def test_get_report_before_the_report_is_built_is_409(client: Client) -> None:
     task_id = submit(client, a_report())
     response = client.get("/api/v1/get-report", params={"task_id": task_id})
-    assert response.status_code == 409
+    assert response.status == 409
     assert "not built yet (status QUEUED)" in response.json()["detail"]
 
 
 @pytest.mark.parametrize("path", ["/api/v1/get-task-status", "/api/v1/get-report"])
-def test_an_unknown_task_is_404(client: TestClient, path: str) -> None:
+def test_an_unknown_task_is_404(client: Client, path: str) -> None:
     response = client.get(path, params={"task_id": str(uuid.uuid4())})
-    assert response.status_code == 404
+    assert response.status == 404
     assert "No task" in response.json()["detail"]
 
 
 @pytest.mark.parametrize("path", ["/api/v1/get-task-status", "/api/v1/get-report"])
-def test_a_missing_task_id_is_422(client: TestClient, path: str) -> None:
+def test_a_missing_task_id_is_422(client: Client, path: str) -> None:
     response = client.get(path)
-    assert response.status_code == 422
+    assert response.status == 422
     [problem] = response.json()["detail"]
     assert problem["loc"] == ["query", "task_id"] and problem["type"] == "missing"
 
@@ -170,49 +166,52 @@ def test_a_missing_task_id_is_422(client: TestClient, path: str) -> None:
         ('{"type": "Report", "components": {}}', ["body", "components"]),
     ],
 )
-def test_a_body_that_is_no_report_is_422(client: TestClient, pipeline: Pipeline, body: str, loc: list[str]) -> None:
-    response = client.post("/api/v1/build-report", content=body, headers={"Content-Type": "application/json"})
-    assert response.status_code == 422
+def test_a_body_that_is_no_report_is_422(client: Client, pipeline: Pipeline, body: str, loc: list[str]) -> None:
+    response = client.post("/api/v1/build-report", content=body.encode())
+    assert response.status == 422
     assert loc in [problem["loc"][: len(loc)] for problem in response.json()["detail"]]
     assert pipeline.broker.queues[RENDER_QUEUE].qsize() == 0  # type: ignore[attr-defined]
 
 
 def test_invalid_webhooks_are_422_from_the_middleware_and_nothing_is_queued(
-    client: TestClient, pipeline: Pipeline
+    client: Client, pipeline: Pipeline
 ) -> None:
-    response = client.post("/api/v1/build-report", json=a_report(webhooks=[{"url": "ftp://example.com/x"}]))
-    assert response.status_code == 422
+    response = client.post("/api/v1/build-report", json_body=a_report(webhooks=[{"url": "ftp://example.com/x"}]))
+    assert response.status == 422
     assert response.json()["detail"][0]["loc"] == ["body", "config", "webhooks", 0, "url"]
     assert pipeline.broker.queues[RENDER_QUEUE].qsize() == 0  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-API-KEY": "wrong"}, {"X-API-KEY": KEY[:-1]}])
 @pytest.mark.parametrize("path", ["/api/v1/build-report", "/api/v1/get-task-status?task_id=x"])
-def test_without_a_valid_key_every_endpoint_is_401(client: TestClient, headers: dict[str, str], path: str) -> None:
+def test_without_a_valid_key_every_endpoint_is_401(client: Client, headers: dict[str, str], path: str) -> None:
     del client.headers["X-API-KEY"]
     # Invalid webhooks too: the key is checked before the report is looked at.
     report = a_report(webhooks=[{"url": "not a url"}])
-    response = client.post(path, json=report, headers=headers) if "build" in path else client.get(path, headers=headers)
-    assert response.status_code == 401
+    if "build" in path:
+        response = client.post(path, json_body=report, headers=headers)
+    else:
+        response = client.get(path, headers=headers)
+    assert response.status == 401
     assert "API key" in response.json()["detail"]
 
 
-def test_the_key_may_come_in_the_query(client: TestClient, pipeline: Pipeline) -> None:
+def test_the_key_may_come_in_the_query(client: Client, pipeline: Pipeline) -> None:
     task_id = submit(client, a_report())
     run_worker_until_idle(pipeline)
     del client.headers["X-API-KEY"]
     response = client.get("/api/v1/get-report", params={"task_id": task_id, "api_key": KEY})
-    assert response.status_code == 200
-    assert response.content.startswith(b"%PDF-")
+    assert response.status == 200
+    assert response.body.startswith(b"%PDF-")
 
 
 def test_a_broker_that_cannot_take_the_render_is_503(
-    client: TestClient, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+    client: Client, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise ConnectionError("broker away")
 
     monkeypatch.setattr(pipeline.broker, "enqueue", refuse)
-    response = client.post("/api/v1/build-report", json=a_report())
-    assert response.status_code == 503
+    response = client.post("/api/v1/build-report", json_body=a_report())
+    assert response.status == 503
     assert "try again" in response.json()["detail"]
