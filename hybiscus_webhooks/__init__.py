@@ -14,11 +14,13 @@ from .errors import (
 from .hook import RenderHook, report_completed, report_failed
 from .middleware import WebhooksMiddleware
 from .schemas import Webhook
+from .tracking import ExhaustedDelivery
 
 __all__ = [
     "BrokerNotConfigured",
     "DeliveryFailed",
     "DestinationRefused",
+    "ExhaustedDelivery",
     "HybiscusWebhooksError",
     "ImproperlyConfigured",
     "InvalidWebhooks",

@@ -7,23 +7,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from . import __version__, settings
-from .errors import ImproperlyConfigured
-
-
-def check(args: argparse.Namespace) -> int:
-    try:
-        current = settings.get()
-    except ImproperlyConfigured as exc:
-        print("error: %s" % exc, file=sys.stderr)
-        return 1
-    print("Settings from %s:" % current.source)
-    for name, value in current.as_dict().items():
-        print("  %s = %r" % (name, value))
-    if current.REPORT_URL is None:
-        print("warning: REPORT_URL is not set; no webhook can be sent until it is.", file=sys.stderr)
-        return 1
-    return 0
+from . import __version__
+from .commands import add_commands
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -53,9 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser(
-        "check", help="load and validate the settings named by %s" % settings.ENVIRONMENT_VARIABLE
-    ).set_defaults(run=check)
+    # check, deliveries, redeliver and send-test; demo below.
+    add_commands(commands)
     demo_parser = commands.add_parser(
         "demo",
         help="run a report server, a worker and two webhook receivers on this machine and send sample reports "

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -18,7 +20,7 @@ import dramatiq
 import dramatiq.broker
 from dramatiq.middleware import CurrentMessage, Retries
 
-from . import settings
+from . import records, settings, signing, tracking
 from .errors import BrokerNotConfigured, DeliveryFailed, DestinationRefused, ImproperlyConfigured
 from .schemas import Webhook, redact_url
 from .sender import USER_AGENT, get_sender
@@ -61,6 +63,16 @@ def _retry_when(retries: int, exception: BaseException) -> bool:
     return retries < MAX_RETRIES
 
 
+def request_of(delivery: Mapping[str, Any], auth_header: str | None) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of one attempt, signed now when SIGNING_SECRETS are set."""
+    body = body_of(delivery["event"], delivery["task_id"], delivery["report_url"])
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+    headers.update(signing.headers(settings.get().SIGNING_SECRETS, delivery["id"], time.time(), body))
+    if auth_header is not None:
+        headers["Authorization"] = "Bearer %s" % auth_header
+    return body, headers
+
+
 def deliver(delivery: dict[str, Any]) -> None:
     message = CurrentMessage.get_current_message()
     if message is None:
@@ -68,12 +80,17 @@ def deliver(delivery: dict[str, Any]) -> None:
     endpoint = message.options[_ENDPOINT_OPTION]
     retries = message.options.get("retries", 0)
     attempt = retries + 1
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "webhook-id": delivery["id"]}
-    if endpoint["auth_header"] is not None:
-        headers["Authorization"] = "Bearer %s" % endpoint["auth_header"]
-    body = body_of(delivery["event"], delivery["task_id"], delivery["report_url"])
+    body, headers = request_of(delivery, endpoint["auth_header"])
 
-    outcome = get_sender().post(endpoint["url"], body, headers)
+    started = tracking.now()
+    try:
+        outcome = get_sender().post(endpoint["url"], body, headers)
+    except DestinationRefused:
+        tracking.refused(delivery, number=attempt, started=started)
+        raise
+    last = retries >= MAX_RETRIES
+    tracking.attempted(delivery, endpoint, number=attempt, started=started, outcome=outcome,
+                       retry_in=None if outcome.ok or last else backoff_millis(retries))
     where = delivery["endpoint"]
     if outcome.ok:
         logger.info(
@@ -108,6 +125,7 @@ def install(broker: dramatiq.Broker | None = None) -> dramatiq.Actor[Any, Any]:
     Safe to call more than once. Adds the CurrentMessage middleware if the broker lacks it.
     """
     broker = _resolve(broker)
+    records.bind(broker)
     with _install_lock:
         if ACTOR_NAME in broker.get_declared_actors():
             return broker.get_actor(ACTOR_NAME)
@@ -161,4 +179,5 @@ def send(event: str, task_id: str, webhook: Webhook, *, broker: dramatiq.Broker 
     }
     secret_options: dict[str, Any] = {_ENDPOINT_OPTION: {"url": webhook.url, "auth_header": webhook.auth_header}}
     actor.send_with_options(args=(delivery,), **secret_options)
+    tracking.pending(delivery)
     return str(delivery["id"])

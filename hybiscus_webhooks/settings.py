@@ -18,6 +18,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from .errors import ImproperlyConfigured
+from .signing import parse_secrets
 
 #: The environment variable that names the settings module.
 ENVIRONMENT_VARIABLE = "HYBISCUS_WEBHOOKS_SETTINGS"
@@ -103,6 +104,33 @@ def _optional_callable(name: str, value: Any) -> Callable[..., Any] | None:
     return cast(Callable[..., Any], found)
 
 
+def _records_url(name: str, value: Any) -> str | bool | None:
+    if value is None or value is False:
+        return cast("bool | None", value)
+    # The URL may hold a password: errors describe it, never echo it.
+    if not isinstance(value, str) or urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise ImproperlyConfigured("%s must be a redis://, rediss:// or unix:// URL, None or False." % name)
+    return value
+
+
+def _metrics_registry(name: str, value: Any) -> Any:
+    if value is None or value is False:
+        return value
+    if isinstance(value, str):
+        module_name, _, attribute = value.rpartition(".")
+        try:
+            value = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ImproperlyConfigured("%s: could not import %r (%s)." % (name, value, exc)) from exc
+    if not callable(getattr(value, "register", None)):
+        raise ImproperlyConfigured("%s must be a prometheus_client CollectorRegistry, got %r." % (name, value))
+    return value
+
+
+def _optional_str(name: str, value: Any) -> str | None:
+    return None if value is None else _nonempty_str(name, value)
+
+
 _DEFINITIONS = [
     Definition(
         "REPORT_URL", None, _report_url, type="str",
@@ -142,6 +170,45 @@ _DEFINITIONS = [
     Definition(
         "MAX_RESPONSE_BYTES", 4096, _int_at_least(0), type="int",
         doc="Bytes of a receiver's answer kept for the logs; the rest is never read.",
+    ),
+    Definition(
+        "SIGNING_SECRETS", (), parse_secrets, type="list[str]", secret=True,
+        doc="Standard Webhooks secrets ('whsec_' and the base64 of 24 to 64 bytes). With any, every attempt "
+        "carries webhook-timestamp and webhook-signature with one signature per secret (list the new one "
+        "first while rotating). Empty: only webhook-id is sent.",
+    ),
+    Definition(
+        "RECORDS_REDIS_URL", None, _records_url,
+        type="redis URL | None | False", secret=True,
+        doc="Redis where every delivery and attempt is recorded. None: the Redis of the delivery actor's "
+        "RedisBroker if it has one, else no records. False: no records.",
+    ),
+    Definition(
+        "RECORDS_KEY_PREFIX", "hybiscus_webhooks:records:", _nonempty_str, type="str",
+        doc="Prefix of every Redis key the records use.",
+    ),
+    Definition(
+        "RECORDS_RETENTION", 7 * 24 * 3600.0, _positive_seconds, type="float",
+        doc="Seconds a delivery's record is kept after its last change (default 7 days, like Dramatiq's "
+        "dead letters).",
+    ),
+    Definition(
+        "ON_EXHAUSTED", None, _optional_callable, type="callable | import path | None",
+        doc="Called in the worker with a hybiscus_webhooks.ExhaustedDelivery (no secrets in it) when a "
+        "delivery's last retry has failed; its errors are logged, never raised. At least once, like the "
+        "webhooks: a worker that dies right after may call it again.",
+    ),
+    Definition(
+        "METRICS_REGISTRY", None, _metrics_registry,
+        type="CollectorRegistry | import path | None | False",
+        doc="Prometheus registry of the library's metrics (needs the 'prometheus' extra). None: "
+        "prometheus_client's default registry. False: no metrics.",
+    ),
+    Definition(
+        "BROKER_MODULE", None, _optional_str,
+        type="str | None",
+        doc="For the hybiscus-webhooks command: the module that sets up your broker, as you give it to the "
+        "dramatiq command ('myapp.broker', or 'myapp.broker:attribute'). --broker-module overrides it.",
     ),
 ]
 

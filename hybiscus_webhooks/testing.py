@@ -98,9 +98,12 @@ class Receiver:
                 self.send_response(status)
                 if 300 <= status < 400:
                     self.send_header("Location", "/redirected")
-                self.send_header("Content-Length", str(len(receiver.response_body)))
+                # 1xx, 204 and 304 answers have no body by definition: writing one would leave
+                # stray bytes on a kept-alive connection.
+                body = b"" if status in (204, 304) or status < 200 else receiver.response_body
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(receiver.response_body)
+                self.wfile.write(body)
 
             do_GET = do_PUT = do_DELETE = do_PATCH = do_POST
 

@@ -35,7 +35,9 @@ def rabbitmq_broker() -> dramatiq.Broker:
                         pytest.param(rabbitmq_broker, marks=pytest.mark.rabbitmq, id="rabbitmq")])
 def real_broker(request: pytest.FixtureRequest, enqueued: Enqueued) -> Iterator[dramatiq.Broker]:
     queue = unique("hw_test")
-    settings.configure(REPORT_URL=REPORT_URL, QUEUE_NAME=queue)
+    # On a RedisBroker the records go to its Redis: under a prefix of this test's own, deleted below.
+    prefix = unique("hw-test-records") + ":"
+    settings.configure(REPORT_URL=REPORT_URL, QUEUE_NAME=queue, RECORDS_KEY_PREFIX=prefix)
     broker = request.param()
     broker.add_middleware(enqueued)
     broker.emit_after("process_boot")
@@ -45,7 +47,10 @@ def real_broker(request: pytest.FixtureRequest, enqueued: Enqueued) -> Iterator[
         for name in (queue, queue + ".DQ", queue + ".XQ"):
             broker.channel.queue_delete(name)
     else:
-        broker.flush_all()
+        # flush_all() leaves the namespace's heartbeats behind, forever: delete everything of it.
+        for pattern in (prefix + "*", broker.namespace + ":*"):
+            for key in broker.client.scan_iter(pattern):
+                broker.client.delete(key)
     broker.close()
 
 

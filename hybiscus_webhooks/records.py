@@ -1,0 +1,373 @@
+"""Delivery records: the state of every delivery and each of its attempts, for operators and tests.
+
+A small backend interface with two implementations: ``RedisRecords`` (the real one) and
+``MemoryRecords`` (in this process, for tests and single-process setups). Records hold what an
+operator needs and nothing secret: the endpoint is scheme, host, port and path only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import weakref
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import dramatiq
+
+from . import brokers, settings
+from .errors import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    import redis
+
+#: The states of a delivery.
+PENDING = "pending"
+RETRYING = "retrying"
+DELIVERED = "delivered"
+EXHAUSTED = "exhausted"
+REFUSED = "refused"
+STATES = (PENDING, RETRYING, DELIVERED, EXHAUSTED, REFUSED)
+#: States after which no attempt follows unless an operator redelivers.
+FAILED_STATES = (EXHAUSTED, REFUSED)
+#: Bytes of a receiver's answer kept per attempt.
+RESPONSE_HEAD_BYTES = 512
+#: Attempts kept per delivery; redeliveries add to them.
+MAX_ATTEMPTS = 50
+#: Seconds a records write may wait on Redis: a record is never worth delaying a delivery.
+REDIS_TIMEOUT = 0.5
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt: when it started, what it got and how long it took."""
+
+    number: int
+    at: float
+    status: int | None
+    error: str | None
+    latency: float
+    response_head: str = ""
+
+    def result(self) -> str:
+        if self.status is not None and self.error is None:
+            return "HTTP %d" % self.status
+        if self.status is not None:
+            return "HTTP %d, then %s" % (self.status, self.error)
+        return str(self.error)
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """One task's event at one endpoint, across all its attempts and redeliveries."""
+
+    delivery_id: str
+    task_id: str
+    event: str
+    endpoint: str
+    state: str
+    updated_at: float
+    next_attempt_at: float | None = None
+    attempts: tuple[Attempt, ...] = field(default=())
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RecordsBackend(ABC):
+    """Where records are kept. Writes may raise; the caller (``tracking``) never lets that reach a delivery."""
+
+    @abstractmethod
+    def write(
+        self,
+        delivery: Mapping[str, Any],
+        *,
+        state: str,
+        at: float,
+        attempt: Attempt | None = None,
+        next_attempt_at: float | None = None,
+        only_if_new: bool = False,
+    ) -> None:
+        """Record ``state`` (and ``attempt``) of ``delivery``, the delivery actor's argument.
+
+        With ``only_if_new`` the state is set only if the delivery has none yet, so a pending
+        record written after the message was enqueued never hides an attempt a worker already made.
+        """
+
+    @abstractmethod
+    def get(self, delivery_id: str) -> DeliveryRecord | None:
+        """One delivery's record, or None."""
+
+    @abstractmethod
+    def for_task(self, task_id: str) -> list[DeliveryRecord]:
+        """Every delivery of a task, by event then endpoint."""
+
+    @abstractmethod
+    def failed(self, *, limit: int = 100) -> list[DeliveryRecord]:
+        """The latest exhausted or refused deliveries, newest first."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise if the records cannot be reached."""
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+def _ordered(records: list[DeliveryRecord]) -> list[DeliveryRecord]:
+    return sorted(records, key=lambda record: (record.event, record.endpoint, record.delivery_id))
+
+
+class MemoryRecords(RecordsBackend):
+    """Records in this process's memory, bounded in number and age."""
+
+    def __init__(self, *, retention: float = 7 * 24 * 3600, max_deliveries: int = 10_000) -> None:
+        self.retention = retention
+        self.max_deliveries = max_deliveries
+        self._records: OrderedDict[str, DeliveryRecord] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def write(
+        self, delivery: Mapping[str, Any], *, state: str, at: float, attempt: Attempt | None = None,
+        next_attempt_at: float | None = None, only_if_new: bool = False,
+    ) -> None:
+        with self._lock:
+            record = self._records.pop(delivery["id"], None)
+            if record is None:
+                record = DeliveryRecord(delivery["id"], delivery["task_id"], delivery["event"], delivery["endpoint"],
+                                        state=state, updated_at=at, next_attempt_at=next_attempt_at)
+            elif not only_if_new:
+                record = replace(record, state=state, updated_at=at, next_attempt_at=next_attempt_at)
+            if attempt is not None:
+                record = replace(record, attempts=(record.attempts + (attempt,))[-MAX_ATTEMPTS:])
+            self._records[record.delivery_id] = record
+            while self._records and (
+                len(self._records) > self.max_deliveries
+                or next(iter(self._records.values())).updated_at < at - self.retention
+            ):
+                self._records.popitem(last=False)
+
+    def get(self, delivery_id: str) -> DeliveryRecord | None:
+        with self._lock:
+            return self._records.get(delivery_id)
+
+    def for_task(self, task_id: str) -> list[DeliveryRecord]:
+        with self._lock:
+            return _ordered([record for record in self._records.values() if record.task_id == task_id])
+
+    def ping(self) -> None:
+        """Always reachable."""
+
+    def describe(self) -> str:
+        return "this process's memory"
+
+    def failed(self, *, limit: int = 100) -> list[DeliveryRecord]:
+        with self._lock:
+            found = [record for record in reversed(self._records.values()) if record.state in FAILED_STATES]
+        return found[:limit]
+
+
+class RedisRecords(RecordsBackend):
+    """Records in Redis: a hash per delivery, a list of its attempts, a set per task, an index of failures.
+
+    Every key expires ``retention`` seconds after the delivery's last write.
+    """
+
+    def __init__(self, client: redis.Redis[Any], *, key_prefix: str, retention: float) -> None:
+        self.client = client
+        self.key_prefix = key_prefix
+        self.retention = retention
+
+    def _key(self, kind: str, name: str = "") -> str:
+        return "%s%s:%s" % (self.key_prefix, kind, name) if name else self.key_prefix + kind
+
+    def write(
+        self, delivery: Mapping[str, Any], *, state: str, at: float, attempt: Attempt | None = None,
+        next_attempt_at: float | None = None, only_if_new: bool = False,
+    ) -> None:
+        delivery_key = self._key("delivery", delivery["id"])
+        attempts_key = self._key("attempts", delivery["id"])
+        task_key = self._key("task", delivery["task_id"])
+        failed_key = self._key("failed")
+        ttl = max(1, math.ceil(self.retention))
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(delivery_key, mapping={
+            "task_id": delivery["task_id"], "event": delivery["event"], "endpoint": delivery["endpoint"],
+        })
+        if only_if_new:
+            pipe.hsetnx(delivery_key, "state", state)
+            pipe.hsetnx(delivery_key, "updated_at", repr(at))
+        else:
+            pipe.hset(delivery_key, mapping={"state": state, "updated_at": repr(at)})
+            if next_attempt_at is None:
+                pipe.hdel(delivery_key, "next_attempt_at")
+            else:
+                pipe.hset(delivery_key, "next_attempt_at", repr(next_attempt_at))
+            if state in FAILED_STATES:
+                pipe.zadd(failed_key, {delivery["id"]: at})
+                pipe.zremrangebyscore(failed_key, "-inf", at - self.retention)
+                pipe.expire(failed_key, ttl)
+            else:
+                pipe.zrem(failed_key, delivery["id"])
+        if attempt is not None:
+            pipe.rpush(attempts_key, json.dumps(asdict(attempt), separators=(",", ":")))
+            pipe.ltrim(attempts_key, -MAX_ATTEMPTS, -1)
+            pipe.expire(attempts_key, ttl)
+        pipe.sadd(task_key, delivery["id"])
+        pipe.expire(task_key, ttl)
+        pipe.expire(delivery_key, ttl)
+        pipe.execute()
+
+    def _read(self, delivery_ids: list[str]) -> list[DeliveryRecord]:
+        pipe = self.client.pipeline(transaction=False)
+        for delivery_id in delivery_ids:
+            pipe.hgetall(self._key("delivery", delivery_id))
+            pipe.lrange(self._key("attempts", delivery_id), 0, -1)
+        answers = pipe.execute()
+        records = []
+        for delivery_id, fields, attempts in zip(delivery_ids, answers[::2], answers[1::2]):
+            if fields.get("state") is None:
+                continue
+            next_attempt_at = fields.get("next_attempt_at")
+            records.append(DeliveryRecord(
+                delivery_id=delivery_id, task_id=fields["task_id"], event=fields["event"],
+                endpoint=fields["endpoint"], state=fields["state"], updated_at=float(fields["updated_at"]),
+                next_attempt_at=None if next_attempt_at is None else float(next_attempt_at),
+                attempts=tuple(Attempt(**json.loads(attempt)) for attempt in attempts),
+            ))
+        return records
+
+    def get(self, delivery_id: str) -> DeliveryRecord | None:
+        found = self._read([delivery_id])
+        return found[0] if found else None
+
+    def for_task(self, task_id: str) -> list[DeliveryRecord]:
+        return _ordered(self._read(sorted(self.client.smembers(self._key("task", task_id)))))
+
+    def failed(self, *, limit: int = 100) -> list[DeliveryRecord]:
+        delivery_ids = self.client.zrevrange(self._key("failed"), 0, max(0, limit - 1))
+        return self._read(list(delivery_ids))
+
+    def ping(self) -> None:
+        self.client.ping()
+
+    def describe(self) -> str:
+        return "Redis at %s (keys %s*)" % (describe_redis(self.client), self.key_prefix)
+
+
+def describe_redis(client: redis.Redis[Any]) -> str:
+    """Where a client points, without its password."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return "unix:%s db %s" % (kwargs["path"], kwargs.get("db", 0))
+    return "%s:%s db %s" % (kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0))
+
+
+def redis_client(url: str | None = None, *, like: redis.Redis[Any] | None = None) -> redis.Redis[Any]:
+    """A client with short timeouts and no retries, from ``url`` or with the connection parameters of ``like``."""
+    try:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+    except ImportError:
+        raise ImproperlyConfigured(
+            "Delivery records need the redis package: pip install 'hybiscus-webhooks[redis]', "
+            "or set RECORDS_REDIS_URL = False."
+        ) from None
+    options: dict[str, Any] = {
+        "socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT, "decode_responses": True,
+        # redis-py 6+ retries 3 times with backoff by default: that would stall a delivery.
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if url is not None:
+        return redis.Redis.from_url(url, **options)
+    if like is None:
+        raise ValueError("redis_client() needs a url or a client to copy.")
+    pool = like.connection_pool
+    kwargs = {**pool.connection_kwargs, **options}
+    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
+
+
+def from_settings(broker: dramatiq.Broker | None = None) -> RecordsBackend | None:
+    """A new backend as the settings say; with RECORDS_REDIS_URL None, the Redis of ``broker`` if it has one."""
+    values = settings.get()
+    url = values.RECORDS_REDIS_URL
+    if url is False:
+        return None
+    if url is None:
+        if broker is None or brokers.kind(broker) != "redis":
+            return None
+        client = broker.client  # type: ignore[attr-defined]
+        return RedisRecords(redis_client(like=client), key_prefix=values.RECORDS_KEY_PREFIX,
+                            retention=values.RECORDS_RETENTION)
+    return RedisRecords(redis_client(url), key_prefix=values.RECORDS_KEY_PREFIX, retention=values.RECORDS_RETENTION)
+
+
+def _is_redis_broker(broker: dramatiq.Broker | None) -> bool:
+    if broker is None:
+        return False
+    try:
+        from dramatiq.brokers.redis import RedisBroker
+    except ImportError:  # Without the redis extra no broker can be a RedisBroker.
+        return False
+    return isinstance(broker, RedisBroker)
+
+
+_lock = threading.Lock()
+_explicit: RecordsBackend | None = None
+_from_settings: tuple[RecordsBackend | None] | None = None
+_broker: weakref.ReferenceType[dramatiq.Broker] | None = None
+
+
+def use(backend: RecordsBackend | None) -> None:
+    """Write records to ``backend`` in this process instead of where the settings say; None undoes it."""
+    global _explicit
+    with _lock:
+        _explicit = backend
+
+
+def bind(broker: dramatiq.Broker) -> None:
+    """Remember the broker the delivery actor runs on: with RECORDS_REDIS_URL None, records go to its Redis."""
+    global _broker, _from_settings
+    with _lock:
+        if _broker is None or _broker() is not broker:
+            _broker = weakref.ref(broker)
+            _from_settings = None
+
+
+def current() -> RecordsBackend | None:
+    """The backend records are written to, or None when records are off."""
+    global _from_settings
+    explicit = _explicit
+    if explicit is not None:
+        return explicit
+    built = _from_settings
+    if built is None:
+        with _lock:
+            if _from_settings is None:
+                _from_settings = (from_settings(_broker() if _broker is not None else None),)
+            built = _from_settings
+    return built[0]
+
+
+def _forget() -> None:
+    global _from_settings
+    with _lock:
+        _from_settings = None
+
+
+settings.on_reload(_forget)
+
+
+def deliveries(task_id: str, *, backend: RecordsBackend | None = None) -> list[DeliveryRecord]:
+    """Every recorded delivery of ``task_id``: the Python API behind ``hybiscus-webhooks deliveries``."""
+    found = backend or current()
+    if found is None:
+        raise ImproperlyConfigured(
+            "Delivery records are off: set RECORDS_REDIS_URL, or run the delivery actor on a RedisBroker."
+        )
+    return found.for_task(task_id)

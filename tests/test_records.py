@@ -1,0 +1,179 @@
+"""The records backends, each held to the same behaviour: in memory and in a real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from hybiscus_webhooks import ImproperlyConfigured, settings
+from hybiscus_webhooks.records import (
+    DELIVERED,
+    EXHAUSTED,
+    MAX_ATTEMPTS,
+    PENDING,
+    REFUSED,
+    RETRYING,
+    Attempt,
+    MemoryRecords,
+    RecordsBackend,
+    RedisRecords,
+    deliveries,
+    from_settings,
+    redis_client,
+)
+
+from .conftest import require_service, unique
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def delivery(task_id: str = "task-1", event: str = "report.completed", n: int = 1) -> dict[str, Any]:
+    return {"id": "msg_%s_%s_%d" % (task_id, event, n), "task_id": task_id, "event": event,
+            "endpoint": "https://h%d.example/hook" % n, "report_url": "https://r.example/%s" % task_id}
+
+
+def failed_attempt(number: int, at: float) -> Attempt:
+    return Attempt(number, at, 503, None, 0.25, "busy")
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    require_service("Redis", 6379)
+    prefix = unique("hw-test-records") + ":"
+    yield prefix
+    client = redis_client(REDIS_URL)
+    for key in client.scan_iter(prefix + "*"):
+        client.delete(key)
+    client.close()
+
+
+def memory_backend(request: pytest.FixtureRequest) -> RecordsBackend:
+    return MemoryRecords(retention=3600)
+
+
+def redis_backend(request: pytest.FixtureRequest) -> RecordsBackend:
+    prefix = request.getfixturevalue("redis_prefix")
+    return RedisRecords(redis_client(REDIS_URL), key_prefix=prefix, retention=3600)
+
+
+@pytest.fixture(params=[memory_backend, pytest.param(redis_backend, marks=pytest.mark.redis)], ids=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> RecordsBackend:
+    built: RecordsBackend = request.param(request)
+    return built
+
+
+def test_a_delivery_from_pending_through_retries_to_delivered(backend: RecordsBackend) -> None:
+    one = delivery()
+    backend.write(one, state=PENDING, at=1000.0, only_if_new=True)
+    assert backend.for_task("task-1")[0].state == PENDING
+    backend.write(one, state=RETRYING, at=1001.0, attempt=failed_attempt(1, 1000.5), next_attempt_at=1031.0)
+    record = backend.get(one["id"])
+    assert record is not None
+    assert (record.state, record.next_attempt_at, record.updated_at) == (RETRYING, 1031.0, 1001.0)
+    backend.write(one, state=DELIVERED, at=1032.0, attempt=Attempt(2, 1031.0, 204, None, 0.01, ""))
+    [record] = backend.for_task("task-1")
+    assert record.as_dict() == {
+        "delivery_id": one["id"], "task_id": "task-1", "event": "report.completed",
+        "endpoint": "https://h1.example/hook", "state": DELIVERED, "updated_at": 1032.0, "next_attempt_at": None,
+        "attempts": (
+            {"number": 1, "at": 1000.5, "status": 503, "error": None, "latency": 0.25, "response_head": "busy"},
+            {"number": 2, "at": 1031.0, "status": 204, "error": None, "latency": 0.01, "response_head": ""},
+        ),
+    }
+    assert [attempt.result() for attempt in record.attempts] == ["HTTP 503", "HTTP 204"]
+
+
+def test_a_late_pending_write_never_hides_an_attempt(backend: RecordsBackend) -> None:
+    # The worker may record its first attempt before send() gets to record the pending state.
+    one = delivery()
+    backend.write(one, state=DELIVERED, at=10.0, attempt=Attempt(1, 9.0, 200, None, 0.1))
+    backend.write(one, state=PENDING, at=11.0, only_if_new=True)
+    record = backend.get(one["id"])
+    assert record is not None and record.state == DELIVERED and record.updated_at == 10.0
+
+
+def test_every_delivery_of_a_task_in_a_stable_order_and_nothing_of_other_tasks(backend: RecordsBackend) -> None:
+    for n, event in [(2, "report.failed"), (1, "report.completed"), (3, "report.completed")]:
+        backend.write(delivery(event=event, n=n), state=PENDING, at=1.0)
+    backend.write(delivery(task_id="task-2"), state=PENDING, at=1.0)
+    found = backend.for_task("task-1")
+    assert [(record.event, record.endpoint) for record in found] == [
+        ("report.completed", "https://h1.example/hook"), ("report.completed", "https://h3.example/hook"),
+        ("report.failed", "https://h2.example/hook"),
+    ]
+    assert backend.for_task("task-3") == [] and backend.get("msg_none") is None
+
+
+def test_failed_deliveries_newest_first_until_redelivered(backend: RecordsBackend) -> None:
+    first, second, fine = delivery(n=1), delivery(n=2), delivery(n=3)
+    backend.write(first, state=EXHAUSTED, at=100.0, attempt=failed_attempt(9, 99.0))
+    backend.write(fine, state=DELIVERED, at=150.0)
+    backend.write(second, state=REFUSED, at=200.0, attempt=Attempt(1, 200.0, None, "DestinationRefused", 0.0))
+    assert [record.delivery_id for record in backend.failed()] == [second["id"], first["id"]]
+    assert [record.delivery_id for record in backend.failed(limit=1)] == [second["id"]]
+    backend.write(first, state=PENDING, at=300.0)  # A redelivery.
+    assert [record.delivery_id for record in backend.failed()] == [second["id"]]
+
+
+def test_attempts_are_capped(backend: RecordsBackend) -> None:
+    one = delivery()
+    for number in range(1, MAX_ATTEMPTS + 6):
+        backend.write(one, state=RETRYING, at=float(number), attempt=failed_attempt(number, float(number)))
+    record = backend.get(one["id"])
+    assert record is not None
+    assert [attempt.number for attempt in record.attempts] == list(range(6, MAX_ATTEMPTS + 6))
+
+
+def test_memory_records_forget_by_age_and_by_count() -> None:
+    backend = MemoryRecords(retention=60, max_deliveries=2)
+    backend.write(delivery(n=1), state=PENDING, at=0.0)
+    backend.write(delivery(n=2), state=PENDING, at=30.0)
+    backend.write(delivery(n=3), state=PENDING, at=61.0)
+    assert [record.delivery_id[-1] for record in backend.for_task("task-1")] == ["2", "3"]  # 1 was too old.
+    backend.write(delivery(n=4), state=PENDING, at=95.0)
+    assert [record.delivery_id[-1] for record in backend.for_task("task-1")] == ["3", "4"]  # 2 was one too many.
+
+
+@pytest.mark.redis
+def test_redis_keys_expire_after_the_retention(redis_prefix: str) -> None:
+    backend = RedisRecords(redis_client(REDIS_URL), key_prefix=redis_prefix, retention=120)
+    backend.write(delivery(), state=EXHAUSTED, at=1.0, attempt=failed_attempt(9, 1.0))
+    keys = list(backend.client.scan_iter(redis_prefix + "*"))
+    assert sorted(key[len(redis_prefix):].split(":")[0] for key in keys) == ["attempts", "delivery", "failed", "task"]
+    assert all(0 < backend.client.ttl(key) <= 120 for key in keys)
+
+
+@pytest.mark.redis
+def test_from_settings_reads_the_url_prefix_and_retention(redis_prefix: str) -> None:
+    settings.configure(RECORDS_REDIS_URL=REDIS_URL, RECORDS_KEY_PREFIX=redis_prefix, RECORDS_RETENTION=60)
+    backend = from_settings()
+    assert isinstance(backend, RedisRecords)
+    assert (backend.key_prefix, backend.retention) == (redis_prefix, 60)
+    assert backend.describe() == "Redis at 127.0.0.1:6379 db 0 (keys %s*)" % redis_prefix
+    backend.ping()
+    backend.write(delivery(), state=PENDING, at=1.0)
+    assert [record.state for record in deliveries("task-1", backend=backend)] == [PENDING]
+
+
+def test_records_are_off_without_redis_and_the_api_says_how_to_turn_them_on() -> None:
+    settings.configure()
+    assert from_settings() is None
+    settings.configure(RECORDS_REDIS_URL=False)
+    with pytest.raises(ImproperlyConfigured, match="set RECORDS_REDIS_URL"):
+        deliveries("task-1")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "redis-ish", 6379])
+def test_a_bad_records_url_is_named_and_never_echoed(url: Any) -> None:
+    with pytest.raises(ImproperlyConfigured, match="RECORDS_REDIS_URL must be a redis://") as raised:
+        settings.configure(RECORDS_REDIS_URL=url)
+    assert str(url) not in str(raised.value)
+
+
+def test_the_records_url_is_masked_in_the_settings() -> None:
+    configured = settings.configure(RECORDS_REDIS_URL="redis://:hunter2hunter2@127.0.0.1:6379/3")
+    assert configured.as_dict()["RECORDS_REDIS_URL"] == "********"
+    backend = from_settings()
+    assert backend is not None and "hunter2" not in backend.describe()
