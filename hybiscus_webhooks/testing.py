@@ -37,7 +37,7 @@ class Receiver:
     """An HTTP server on loopback that records every request and answers with scripted statuses.
 
     ``statuses`` are used one per request, in order; once they run out every answer is
-    ``default``. Use it as a context manager, or call ``start()`` and ``stop()``.
+    ``default``. ``port`` 0 picks a free one. Use it as a context manager, or call ``start()`` and ``stop()``.
     """
 
     def __init__(
@@ -47,6 +47,7 @@ class Receiver:
         default: int = 204,
         response_body: bytes = b"",
         host: str = "127.0.0.1",
+        port: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.statuses = list(statuses)
@@ -56,7 +57,7 @@ class Receiver:
         #: Every request received so far, in order.
         self.requests: list[ReceivedRequest] = []
         self._changed = threading.Condition()
-        self._server = ThreadingHTTPServer((host, 0), self._handler_class())
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

@@ -33,6 +33,7 @@ def call(
     headers: Iterable[tuple[bytes, bytes]] | None = None,
     content_length: bool = True,
     scope_type: str = "http",
+    query_string: bytes = b"",
 ) -> Answer:
     parts = list(chunks) if chunks is not None else [body]
     raw_headers = list(headers or [(b"content-type", b"application/json")])
@@ -40,7 +41,7 @@ def call(
         raw_headers.append((b"content-length", str(sum(map(len, parts))).encode()))
     scope = {
         "type": scope_type, "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query_string, "root_path": "",
         "headers": raw_headers, "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
     }
     incoming: list[Message] = [
