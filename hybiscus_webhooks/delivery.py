@@ -73,8 +73,15 @@ def deliver(delivery: dict[str, Any]) -> None:
         headers["Authorization"] = "Bearer %s" % endpoint["auth_header"]
     body = body_of(delivery["event"], delivery["task_id"], delivery["report_url"])
 
-    outcome = get_sender().post(endpoint["url"], body, headers)
     where = delivery["endpoint"]
+    try:
+        outcome = get_sender().post(endpoint["url"], body, headers)
+    except DestinationRefused as exc:
+        logger.warning(
+            "Refused %s of task %s to host %s, for good (no retries): %s",
+            delivery["event"], delivery["task_id"], _host(where), exc,
+        )
+        raise
     if outcome.ok:
         logger.info(
             "Delivered %s of task %s to %s: %s on attempt %d in %.3f s.",

@@ -35,7 +35,7 @@ def rabbitmq_broker() -> dramatiq.Broker:
                         pytest.param(rabbitmq_broker, marks=pytest.mark.rabbitmq, id="rabbitmq")])
 def real_broker(request: pytest.FixtureRequest, enqueued: Enqueued) -> Iterator[dramatiq.Broker]:
     queue = unique("hw_test")
-    settings.configure(REPORT_URL=REPORT_URL, QUEUE_NAME=queue)
+    settings.configure(REPORT_URL=REPORT_URL, QUEUE_NAME=queue, ALLOW_PRIVATE_DESTINATIONS=True)
     broker = request.param()
     broker.add_middleware(enqueued)
     broker.emit_after("process_boot")
