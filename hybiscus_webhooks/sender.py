@@ -119,6 +119,8 @@ class Sender:
                     response: urllib3.HTTPResponse = pool.urlopen(  # type: ignore[assignment]
                         "POST", target.request_uri, body=body, headers=headers, redirect=False, retries=False,
                         timeout=self.timeout, preload_content=False, decode_content=False, assert_same_host=False,
+                        # An answer cut short of its Content-Length is an error (urllib3 1.26 lets it pass).
+                        enforce_content_length=True,
                     )
                 except urllib3.exceptions.NewConnectionError as exc:
                     # Refused or unreachable: the next address may answer, as a browser would try it.
@@ -131,16 +133,23 @@ class Sender:
         raise AssertionError("unreachable: _vetted returns at least one address")
 
     def _finish(self, response: urllib3.HTTPResponse, started: float) -> Outcome:
+        head = bytearray()
         try:
-            # Raw bytes: decompressing a receiver's answer could cost far more than its size.
-            head = response.read(self.max_response_bytes, decode_content=False) if self.max_response_bytes else b""
+            # Until the cap or the end of the answer: a read can return less than asked for, and
+            # only the read that finds the end tells an answer cut short from a complete one.
+            while len(head) < self.max_response_bytes:
+                # Raw bytes: decompressing a receiver's answer could cost far more than its size.
+                chunk = response.read(self.max_response_bytes - len(head), decode_content=False)
+                if not chunk:
+                    break
+                head += chunk
         except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
             # The status line arrived, so the receiver answered: keep its status with the error.
             return Outcome(status=response.status, error=type(exc).__name__, elapsed=self.clock() - started)
         finally:
             # Closing (not draining) is what keeps a huge or endless answer from costing us.
             response.release_conn() if response.isclosed() else _discard(response)
-        return Outcome(status=response.status, error=None, elapsed=self.clock() - started, response_head=head)
+        return Outcome(status=response.status, error=None, elapsed=self.clock() - started, response_head=bytes(head))
 
     def _target(self, url: str) -> _Target:
         try:
