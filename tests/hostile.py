@@ -26,6 +26,7 @@ class Connection:
     request: bytes = b""
     sent: int = 0
     server_name: str | None = None
+    on_request: Callable[[], None] | None = None
 
     def read_request(self) -> bytes:
         """Read a request's head and its Content-Length body; what arrived is kept in ``request``."""
@@ -47,6 +48,8 @@ class Connection:
                 break
             body += chunk
         self.request = head + b"\r\n\r\n" + body
+        if self.on_request is not None:
+            self.on_request()
         return self.request
 
     def _recv(self) -> bytes:
@@ -92,6 +95,7 @@ class Listener:
         self.clock = clock
         self.connections: list[Connection] = []
         self.accepted_at: list[float] = []
+        self.requested_at: list[float] = []
         self.tls_failures = 0
         self._stop = threading.Event()
         self._changed = threading.Condition()
@@ -154,6 +158,11 @@ class Listener:
             if not self._changed.wait_for(lambda: self.accepts >= accepts, timeout):
                 raise TimeoutError("Expected %d connections, got %d." % (accepts, self.accepts))
 
+    def wait_for_requests(self, requests: int, timeout: float = 10.0) -> None:
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self.requested_at) >= requests, timeout):
+                raise TimeoutError("Expected %d requests, got %d." % (requests, len(self.requested_at)))
+
     def _accept(self, listening: socket.socket) -> None:
         while not self._stop.is_set():
             try:
@@ -162,7 +171,7 @@ class Listener:
                 continue
             except OSError:
                 return
-            connection = Connection(sock, self._stop)
+            connection = Connection(sock, self._stop, on_request=self._requested)
             with self._changed:
                 self.accepted_at.append(self.clock())
                 self.connections.append(connection)
@@ -170,6 +179,11 @@ class Listener:
             thread = threading.Thread(target=self._serve, args=(connection,), daemon=True)
             thread.start()
             self._threads.append(thread)
+
+    def _requested(self) -> None:
+        with self._changed:
+            self.requested_at.append(self.clock())
+            self._changed.notify_all()
 
     def _serve(self, connection: Connection) -> None:
         if self.tls is not None:
