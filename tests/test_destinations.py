@@ -166,7 +166,11 @@ def test_networks_must_be_cidr() -> None:
     ],
 )
 def test_ascii_host(host: str, expected: str) -> None:
-    assert ascii_host(host) == expected
+    if ":" in expected:
+        # Python 3.13 writes IPv4-mapped addresses as ::ffff:127.0.0.1, earlier ones as ::ffff:7f00:1.
+        assert ipaddress.ip_address(ascii_host(host)) == ipaddress.ip_address(expected)
+    else:
+        assert ascii_host(host) == expected
 
 
 @pytest.mark.parametrize(

@@ -104,8 +104,9 @@ def test_the_destination_settings(tmp_path: Any) -> None:
         ALLOWED_NETWORKS=["10.20.0.0/16", "fd00::/8"], HTTPS_ONLY=True, CA_BUNDLE=str(bundle),
         RESOLVER="socket.getaddrinfo",
     )
-    assert current.ALLOWED_NETWORKS == (ipaddress.ip_network("10.20.0.0/16"), ipaddress.ip_network("fd00::/8"))
-    assert current.HTTPS_ONLY is True and current.CA_BUNDLE == str(bundle)
+    networks, https_only, ca_bundle = current.ALLOWED_NETWORKS, current.HTTPS_ONLY, current.CA_BUNDLE
+    assert networks == (ipaddress.ip_network("10.20.0.0/16"), ipaddress.ip_network("fd00::/8"))
+    assert https_only is True and ca_bundle == str(bundle)
     assert current.RESOLVER is socket.getaddrinfo
     defaults = settings.configure()
     assert (defaults.ALLOW_PRIVATE_DESTINATIONS, defaults.ALLOWED_NETWORKS, defaults.HTTPS_ONLY) == (False, (), False)
