@@ -10,6 +10,7 @@ from .errors import (
     HybiscusWebhooksError,
     ImproperlyConfigured,
     InvalidWebhooks,
+    UnsafeHeader,
 )
 from .hook import RenderHook, report_completed, report_failed
 from .middleware import WebhooksMiddleware
@@ -25,6 +26,7 @@ __all__ = [
     "ImproperlyConfigured",
     "InvalidWebhooks",
     "RenderHook",
+    "UnsafeHeader",
     "Webhook",
     "WebhooksMiddleware",
     "__version__",

@@ -82,16 +82,20 @@ def deliver(delivery: dict[str, Any]) -> None:
     attempt = retries + 1
     body, headers = request_of(delivery, endpoint["auth_header"])
 
+    where = delivery["endpoint"]
     started = tracking.now()
     try:
         outcome = get_sender().post(endpoint["url"], body, headers)
-    except DestinationRefused:
+    except DestinationRefused as exc:
+        logger.warning(
+            "Refused %s of task %s to host %s, for good (no retries): %s",
+            delivery["event"], delivery["task_id"], _host(where), exc,
+        )
         tracking.refused(delivery, number=attempt, started=started)
         raise
     last = retries >= MAX_RETRIES
     tracking.attempted(delivery, endpoint, number=attempt, started=started, outcome=outcome,
                        retry_in=None if outcome.ok or last else backoff_millis(retries))
-    where = delivery["endpoint"]
     if outcome.ok:
         logger.info(
             "Delivered %s of task %s to %s: %s on attempt %d in %.3f s.",

@@ -34,3 +34,7 @@ class DeliveryFailed(HybiscusWebhooksError):
 
 class DestinationRefused(HybiscusWebhooksError):
     """A webhook URL points somewhere the settings do not allow; it is never retried."""
+
+
+class UnsafeHeader(DestinationRefused):
+    """A header value holds CR, LF or another control character, so the request is never sent nor retried."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +13,7 @@ from dramatiq.middleware import Middleware
 
 from . import delivery, settings
 from .errors import InvalidWebhooks
-from .schemas import load_webhooks
+from .schemas import load_webhooks, parse_report
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ def notify(event: str, task_id: str, report: Any, *, broker: dramatiq.Broker | N
         raise ValueError("task_id must be a non-empty string, got %r." % (task_id,))
     if isinstance(report, (str, bytes, bytearray)):
         try:
-            report = json.loads(report)
+            report = parse_report(report)
         except (ValueError, RecursionError):
             logger.warning("No webhooks for %s of task %s: the report is not valid JSON.", event, task_id)
             return []

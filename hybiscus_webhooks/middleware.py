@@ -1,7 +1,7 @@
 from __future__ import annotations
 
+import functools
 import inspect
-import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -9,8 +9,9 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import settings
+from .destinations import AddressPolicy, url_refusal
 from .errors import InvalidWebhooks
-from .schemas import load_webhooks
+from .schemas import load_webhooks, parse_report
 
 #: Key of ``scope["state"]`` (``request.state.webhooks``) holding the validated webhooks.
 STATE_KEY = "webhooks"
@@ -42,6 +43,15 @@ class WebhooksMiddleware:
         self.max_body_bytes: int = _argument("MAX_BODY_BYTES", "max_body_bytes", max_body_bytes, current)
         self.max_webhooks: int = _argument("MAX_WEBHOOKS", "max_webhooks", max_webhooks, current)
         self.plan_check = _argument("PLAN_CHECK", "plan_check", plan_check, current)
+        # Only what a URL spells is judged here (an IP literal, http when https is required);
+        # names are resolved and judged by the sender, on every attempt.
+        self.url_check = functools.partial(
+            url_refusal,
+            policy=AddressPolicy(
+                allow_private=current.ALLOW_PRIVATE_DESTINATIONS, allowed_networks=current.ALLOWED_NETWORKS
+            ),
+            https_only=current.HTTPS_ONLY,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
@@ -65,11 +75,11 @@ class WebhooksMiddleware:
 
         webhooks: tuple[Any, ...] = ()
         try:
-            report = json.loads(body)
+            report = parse_report(bytes(body))
         except (ValueError, RecursionError):
             report = None  # Not JSON: the app answers that, not us.
         try:
-            webhooks = load_webhooks(report, max_webhooks=self.max_webhooks)
+            webhooks = load_webhooks(report, max_webhooks=self.max_webhooks, url_check=self.url_check)
         except InvalidWebhooks as exc:
             await JSONResponse({"detail": exc.problems}, status_code=422)(scope, receive, send)
             return

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load
 
+from .destinations import InvalidHost, ascii_host
 from .errors import InvalidWebhooks
 
 #: Longest webhook URL accepted.
@@ -29,6 +32,10 @@ _PROBLEMS = {
     "url_too_long": "Must be at most %d characters." % MAX_URL_LENGTH,
     "url_scheme": "Must be an absolute http or https URL.",
     "url_host": "Must have a host name.",
+    "url_host_invalid": "Must have a valid host name or IP address.",
+    "url_forbidden_address": "Must not point to a loopback, private, link-local or other non-public address.",
+    "url_https_required": "Must be an https URL.",
+    "duplicate_key": "Duplicate key: JSON parsers differ in which value they keep.",
     "url_userinfo": "Must not contain a user name or password.",
     "url_invalid": "Must be a valid URL without spaces or control characters.",
     "auth_header_empty": "Must not be empty: leave auth_header out or set it to null for no Authorization header.",
@@ -39,6 +46,13 @@ _TYPES = {message: kind for kind, message in _PROBLEMS.items()}
 
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 _URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\]")
+# Invisible or spacing characters (zero-width, bidi overrides, BOM, no-break spaces, surrogates):
+# they make a URL look like another, and resolvers drop or reject them.
+_URL_INVISIBLE = frozenset(("Cc", "Cf", "Cs", "Co", "Zs", "Zl", "Zp"))
+# Keys of the path to the webhooks, each of which must appear once (see parse_report).
+_PATH_KEYS = ("config", "webhooks", "url", "auth_header")
+# Unknown keys are shown in a problem's loc, but only so much of them.
+_MAX_SHOWN_KEY = 64
 
 
 @dataclass(frozen=True)
@@ -73,7 +87,9 @@ def _problem(kind: str) -> ValidationError:
 def _validate_url(value: str) -> None:
     if len(value) > MAX_URL_LENGTH:
         raise _problem("url_too_long")
-    if _URL_FORBIDDEN.search(value):
+    if _URL_FORBIDDEN.search(value) or any(
+        unicodedata.category(character) in _URL_INVISIBLE for character in value if not character.isascii()
+    ):
         raise _problem("url_invalid")
     try:
         parts = urlsplit(value)
@@ -86,6 +102,10 @@ def _validate_url(value: str) -> None:
         raise _problem("url_userinfo")
     if not parts.hostname:
         raise _problem("url_host")
+    try:
+        ascii_host(parts.hostname)
+    except InvalidHost:
+        raise _problem("url_host_invalid") from None
 
 
 def _validate_auth_header(value: str) -> None:
@@ -122,20 +142,83 @@ _SCHEMA = WebhookSchema()
 _LOC = ("body", "config", "webhooks")
 
 
-def load_webhooks(report: Any, *, max_webhooks: int) -> tuple[Webhook, ...]:
+class _Duplicated(dict[str, Any]):
+    """A JSON object in which some keys appeared more than once (the last value is kept, as json.loads does)."""
+
+    duplicates: frozenset[str] = frozenset()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) == len(pairs):
+        return value
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for key, _ in pairs:
+        (repeated if key in seen else seen).add(key)
+    marked = _Duplicated(value)
+    marked.duplicates = frozenset(repeated)
+    return marked
+
+
+def parse_report(body: bytes | bytearray | str) -> Any:
+    """A Report definition parsed from JSON text, as ``json.loads`` would, noting duplicate keys.
+
+    Raises ``ValueError`` or ``RecursionError`` for text that is not JSON.
+    """
+    text = body if isinstance(body, str) else bytes(body).decode(json.detect_encoding(body), "surrogatepass")
+    report = json.loads(text)
+    # Objects are marked only when a key of the path to the webhooks may appear twice in the text:
+    # the slower parse that notices duplicates is then needed, and rarely otherwise.
+    if _may_repeat_path_keys(text, report):
+        report = json.loads(text, object_pairs_hook=_object)
+    return report
+
+
+def _may_repeat_path_keys(text: str, report: Any) -> bool:
+    if "\\u" in text:
+        return True  # A key may be spelled with escapes, which counting cannot see.
+    config = report.get("config") if isinstance(report, Mapping) else None
+    webhooks = config.get("webhooks") if isinstance(config, Mapping) else None
+    items = [item for item in webhooks if isinstance(item, Mapping)] if isinstance(webhooks, list) else []
+    expected = {
+        "config": int(isinstance(report, Mapping) and "config" in report),
+        "webhooks": int(isinstance(config, Mapping) and "webhooks" in config),
+        "url": sum("url" in item for item in items),
+        "auth_header": sum("auth_header" in item for item in items),
+    }
+    return any(text.count('"%s"' % key) > expected[key] for key in _PATH_KEYS)
+
+
+def _duplicates(value: Any, loc: tuple[Any, ...], keys: Any = None) -> list[dict[str, Any]]:
+    found: frozenset[str] = getattr(value, "duplicates", frozenset())
+    return [
+        {"loc": list(loc + (_shown(key),)), "msg": _PROBLEMS["duplicate_key"], "type": "duplicate_key"}
+        for key in sorted(found) if keys is None or key in keys
+    ]
+
+
+def load_webhooks(
+    report: Any, *, max_webhooks: int, url_check: Callable[[str], str | None] | None = None
+) -> tuple[Webhook, ...]:
     """The validated webhooks of a parsed Report definition.
 
     A report that is not an object, a ``config`` that is not an object, and an absent, null or
     empty ``config.webhooks`` all mean no webhooks: whether the rest of the report is valid is
-    for the report service to judge. Raises ``InvalidWebhooks`` listing every problem.
+    for the report service to judge. ``url_check`` may add a problem for a valid URL: it returns
+    the problem's type without the ``url_`` prefix (e.g. "forbidden_address"), or None.
+    Raises ``InvalidWebhooks`` listing every problem.
     """
     config = report.get("config") if isinstance(report, Mapping) else None
     raw = config.get("webhooks") if isinstance(config, Mapping) else None
+    # A repeated key on the way makes the webhooks depend on which JSON parser reads the report.
+    problems = _duplicates(report, ("body",), {"config"}) + _duplicates(config, ("body", "config"), {"webhooks"})
     if raw is None:
+        if problems:
+            raise InvalidWebhooks(problems)
         return ()
     if not isinstance(raw, list):
-        raise InvalidWebhooks([_as_problem(_LOC, _PROBLEMS["list_type"])])
-    problems = []
+        raise InvalidWebhooks(problems + [_as_problem(_LOC, _PROBLEMS["list_type"])])
     if len(raw) > max_webhooks:
         problems.append(
             {"loc": list(_LOC), "msg": "At most %d webhooks are allowed, got %d." % (max_webhooks, len(raw)),
@@ -147,16 +230,44 @@ def load_webhooks(report: Any, *, max_webhooks: int) -> tuple[Webhook, ...]:
         webhooks = _SCHEMA.load(raw, many=True)
     except ValidationError as exc:
         problems.extend(_flatten(_LOC, exc.messages))
+    for index, item in enumerate(raw):
+        problems.extend(_duplicates(item, _LOC + (index,)))
+    if url_check is not None:
+        problems.extend(_url_problems(raw, problems, url_check))
     if problems:
+        problems.sort(key=lambda problem: [(isinstance(part, str), part) for part in problem["loc"]])
         raise InvalidWebhooks(problems)
     return tuple(webhooks)
+
+
+def _url_problems(
+    raw: list[Any], problems: list[dict[str, Any]], url_check: Callable[[str], str | None]
+) -> list[dict[str, Any]]:
+    found = []
+    judged = {tuple(problem["loc"]) for problem in problems}
+    for index, item in enumerate(raw):
+        loc = _LOC + (index, "url")
+        url = item.get("url") if isinstance(item, Mapping) else None
+        if isinstance(url, str) and loc not in judged:
+            kind = url_check(url)
+            if kind is not None:
+                found.append({"loc": list(loc), "msg": _PROBLEMS["url_" + kind], "type": "url_" + kind})
+    return found
+
+
+def _shown(key: Any) -> Any:
+    """A key as it may appear in a problem's loc: short, printable, and never a lone surrogate."""
+    if not isinstance(key, str) or (key.isascii() and key.isprintable() and len(key) <= _MAX_SHOWN_KEY):
+        return key
+    shown = ascii(key)[1:-1]
+    return shown if len(shown) <= _MAX_SHOWN_KEY else shown[: _MAX_SHOWN_KEY - 3] + "..."
 
 
 def _flatten(loc: tuple[Any, ...], messages: Any) -> list[dict[str, Any]]:
     if isinstance(messages, Mapping):
         problems = []
         for key in sorted(messages, key=lambda key: (isinstance(key, str), key)):
-            child = loc if key == "_schema" else loc + (key,)
+            child = loc if key == "_schema" else loc + (_shown(key),)
             problems.extend(_flatten(child, messages[key]))
         return problems
     if isinstance(messages, list):

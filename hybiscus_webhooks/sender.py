@@ -1,27 +1,54 @@
-"""One HTTP POST per attempt, with urllib3: no redirects, no retries of its own, bounded in time and size."""
+"""One HTTP POST per attempt, with urllib3: to a vetted address, no redirects, no retries of its own,
+bounded in time and size.
+"""
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import os
+import re
+import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import quote, urlsplit
 
 import urllib3
 
 from . import __version__, settings
+from .destinations import Address, AddressPolicy, InvalidHost, ascii_host, ip_literal
+from .errors import DestinationRefused, UnsafeHeader
+from .pinned import Pools, deadline
 
 #: The User-Agent of every attempt.
 USER_AGENT = "hybiscus-webhooks/%s" % __version__
 
-# Enough connections for each worker thread to keep one open to a receiver.
-_POOL_MAXSIZE = 16
+#: Called with (host, port); returns the host's addresses as strings.
+Resolver = Callable[[str, int], Sequence[str]]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Visible ASCII and spaces: a CR or LF would let a value add headers or a second request.
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
+_URL_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
+_URL_SAFE = "".join(chr(code) for code in range(0x21, 0x7F))
+#: Public addresses only: the policy without any setting.
+STRICT = AddressPolicy()
+
+_REFUSAL_HINT = "webhooks go only to public addresses unless ALLOW_PRIVATE_DESTINATIONS or ALLOWED_NETWORKS say so"
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address of ``host``, in the resolver's order, without repeats."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one attempt got: a status, or the class name of the error that stopped it."""
+    """What one attempt got: a status, and the class name of the error that stopped it, if any."""
 
     status: int | None
     error: str | None
@@ -30,10 +57,26 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
+        """A 2xx answer whose head (up to the size cap) arrived whole and in time."""
+        return self.status is not None and 200 <= self.status < 300 and self.error is None
 
     def describe(self) -> str:
-        return "HTTP %d" % self.status if self.status is not None else str(self.error)
+        if self.status is None:
+            return str(self.error)
+        return "HTTP %d" % self.status if self.error is None else "HTTP %d, then %s" % (self.status, self.error)
+
+
+@dataclass(frozen=True)
+class _Target:
+    scheme: str
+    host: str
+    port: int
+    request_uri: str
+
+    @property
+    def host_header(self) -> str:
+        name = "[%s]" % self.host if ":" in self.host else self.host
+        return name if self.port == _DEFAULT_PORTS[self.scheme] else "%s:%d" % (name, self.port)
 
 
 class Sender:
@@ -43,43 +86,125 @@ class Sender:
         connect_timeout: float,
         read_timeout: float,
         max_response_bytes: int,
-        pool: urllib3.PoolManager | None = None,
+        policy: AddressPolicy = STRICT,
+        https_only: bool = False,
+        ca_bundle: str | None = None,
+        resolver: Resolver = resolve,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         # The whole answer must arrive by then, however slowly a receiver drips it.
         self.attempt_limit = connect_timeout + read_timeout
         self.max_response_bytes = max_response_bytes
-        self.pool = pool or urllib3.PoolManager(maxsize=_POOL_MAXSIZE, block=False)
+        self.policy = policy
+        self.https_only = https_only
+        self.resolver = resolver
         self.clock = clock
+        self.pools = Pools(timeout=self.timeout, ca_bundle=ca_bundle)
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Outcome:
+        """One attempt. Raises ``DestinationRefused`` when the URL or its addresses are not allowed."""
+        _check(headers)
+        target = self._target(url)
         started = self.clock()
         try:
-            response: urllib3.HTTPResponse = self.pool.urlopen(  # type: ignore[assignment]
-                "POST", url, body=body, headers=dict(headers), redirect=False, retries=False,
-                timeout=self.timeout, preload_content=False,
-            )
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            return Outcome(status=None, error=type(exc).__name__, elapsed=self.clock() - started)
+            addresses = self._vetted(target)
+        except (OSError, UnicodeError):
+            return Outcome(status=None, error="NameResolutionError", elapsed=self.clock() - started)
+        headers = {**headers, "Host": target.host_header}
+        with deadline(started + self.attempt_limit, self.clock):
+            for index, address in enumerate(addresses):
+                pool = self.pools.get(target.scheme, str(address), target.port, target.host)
+                try:
+                    response: urllib3.HTTPResponse = pool.urlopen(  # type: ignore[assignment]
+                        "POST", target.request_uri, body=body, headers=headers, redirect=False, retries=False,
+                        timeout=self.timeout, preload_content=False, decode_content=False, assert_same_host=False,
+                        # An answer cut short of its Content-Length is an error (urllib3 1.26 lets it pass).
+                        enforce_content_length=True,
+                    )
+                except urllib3.exceptions.NewConnectionError as exc:
+                    # Refused or unreachable: the next address may answer, as a browser would try it.
+                    if index + 1 < len(addresses) and self.clock() < started + self.attempt_limit:
+                        continue
+                    return Outcome(status=None, error=type(exc).__name__, elapsed=self.clock() - started)
+                except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+                    return Outcome(status=None, error=type(exc).__name__, elapsed=self.clock() - started)
+                return self._finish(response, started)
+        raise AssertionError("unreachable: _vetted returns at least one address")
+
+    def _finish(self, response: urllib3.HTTPResponse, started: float) -> Outcome:
+        head = bytearray()
         try:
-            head = self._read_head(response, deadline=started + self.attempt_limit)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            # Until the cap or the end of the answer: a read can return less than asked for, and
+            # only the read that finds the end tells an answer cut short from a complete one.
+            while len(head) < self.max_response_bytes:
+                # Raw bytes: decompressing a receiver's answer could cost far more than its size.
+                chunk = response.read(self.max_response_bytes - len(head), decode_content=False)
+                if not chunk:
+                    break
+                head += chunk
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
             # The status line arrived, so the receiver answered: keep its status with the error.
             return Outcome(status=response.status, error=type(exc).__name__, elapsed=self.clock() - started)
         finally:
             # Closing (not draining) is what keeps a huge or endless answer from costing us.
             response.release_conn() if response.isclosed() else _discard(response)
-        return Outcome(status=response.status, error=None, elapsed=self.clock() - started, response_head=head)
+        return Outcome(status=response.status, error=None, elapsed=self.clock() - started, response_head=bytes(head))
 
-    def _read_head(self, response: urllib3.HTTPResponse, *, deadline: float) -> bytes:
-        head = bytearray()
-        while len(head) < self.max_response_bytes and self.clock() < deadline:
-            chunk = response.read(min(1024, self.max_response_bytes - len(head)))
-            if not chunk:
-                break
-            head += chunk
-        return bytes(head)
+    def _target(self, url: str) -> _Target:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+            scheme = parts.scheme.lower()
+            if scheme not in _DEFAULT_PORTS or _URL_UNSAFE.search(url):
+                raise ValueError
+            host = ascii_host(parts.hostname or "")
+        except (ValueError, InvalidHost):
+            raise DestinationRefused(
+                "The webhook URL is not an http or https URL with a valid host and no spaces or control characters."
+            ) from None
+        if self.https_only and scheme != "https":
+            raise DestinationRefused("HTTPS_ONLY is set, and the webhook URL for host %s is not https." % host)
+        path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+        return _Target(scheme, host, port or _DEFAULT_PORTS[scheme], quote(path, safe=_URL_SAFE))
+
+    def _vetted(self, target: _Target) -> list[Address]:
+        """The addresses of the target host, all allowed; raises ``DestinationRefused`` if any is not."""
+        literal = ip_literal(target.host)
+        if literal is not None:
+            reason = self.policy.refusal(literal)
+            if reason is not None:
+                raise DestinationRefused("Host %s is a %s address; %s." % (target.host, reason, _REFUSAL_HINT))
+            return [literal]
+        addresses = []
+        for answer in self.resolver(target.host, target.port):
+            try:
+                address = ipaddress.ip_address(answer)
+            except ValueError:
+                raise DestinationRefused(
+                    "The resolver answered %r for host %s, which is not an IP address." % (answer, target.host)
+                ) from None
+            reason = self.policy.refusal(address)
+            if reason is not None:
+                raise DestinationRefused(
+                    "Host %s resolves to %s, a %s address; %s." % (target.host, address, reason, _REFUSAL_HINT)
+                )
+            addresses.append(address)
+        if not addresses:
+            raise socket.gaierror("no address")
+        return addresses
+
+
+def _check(headers: Mapping[str, str]) -> None:
+    for name, value in headers.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise UnsafeHeader("A header name is not a valid HTTP token; the webhook is not sent.")
+        if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
+            # Never the value: it may be a customer's secret.
+            raise UnsafeHeader(
+                "The %s header holds CR, LF or another character that is not visible ASCII; "
+                "the webhook is not sent." % name
+            )
 
 
 def _discard(response: urllib3.HTTPResponse) -> None:
@@ -103,6 +228,12 @@ def get_sender() -> Sender:
                     connect_timeout=values.CONNECT_TIMEOUT,
                     read_timeout=values.READ_TIMEOUT,
                     max_response_bytes=values.MAX_RESPONSE_BYTES,
+                    policy=AddressPolicy(
+                        allow_private=values.ALLOW_PRIVATE_DESTINATIONS, allowed_networks=values.ALLOWED_NETWORKS
+                    ),
+                    https_only=values.HTTPS_ONLY,
+                    ca_bundle=values.CA_BUNDLE,
+                    resolver=values.RESOLVER or resolve,
                 ))
             current = _sender
     return current[1]

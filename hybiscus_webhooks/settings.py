@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from .destinations import parse_networks
 from .errors import ImproperlyConfigured
 from .signing import parse_secrets
 
@@ -85,6 +86,29 @@ def _report_url(name: str, value: Any) -> str | None:
             "%s must contain the placeholder {task_id} and no other, got %r." % (name, value)
         )
     return value
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured("%s must be True or False, got %r." % (name, value))
+    return value
+
+
+def _networks(name: str, value: Any) -> tuple[Any, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise ImproperlyConfigured("%s must be a list of networks such as '10.1.0.0/16', got %r." % (name, value))
+    try:
+        return parse_networks(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured("%s: %s." % (name, exc)) from None
+
+
+def _optional_file(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)) or not os.path.isfile(value):
+        raise ImproperlyConfigured("%s must be the path of an existing file or None, got %r." % (name, value))
+    return os.fspath(value)
 
 
 def _optional_callable(name: str, value: Any) -> Callable[..., Any] | None:
@@ -209,6 +233,31 @@ _DEFINITIONS = [
         type="str | None",
         doc="For the hybiscus-webhooks command: the module that sets up your broker, as you give it to the "
         "dramatiq command ('myapp.broker', or 'myapp.broker:attribute'). --broker-module overrides it.",
+    ),
+    Definition(
+        "ALLOW_PRIVATE_DESTINATIONS", False, _bool, type="bool",
+        doc="Let webhooks reach any address, loopback and private networks included. For development and "
+        "tests only: a webhook URL is customer input, so in production list your own networks in "
+        "ALLOWED_NETWORKS instead.",
+    ),
+    Definition(
+        "ALLOWED_NETWORKS", (), _networks, type="list[str]",
+        doc="Networks in CIDR notation (e.g. '10.20.0.0/16') that webhooks may reach although they are not "
+        "public; every other loopback, private, link-local, shared, multicast or reserved address is refused.",
+    ),
+    Definition(
+        "HTTPS_ONLY", False, _bool, type="bool",
+        doc="Accept and send only https webhook URLs.",
+    ),
+    Definition(
+        "CA_BUNDLE", None, _optional_file, type="path | None",
+        doc="File of CA certificates that receivers' certificates are checked against; None uses the "
+        "system's. Certificates are always verified.",
+    ),
+    Definition(
+        "RESOLVER", None, _optional_callable, type="callable | import path | None",
+        doc="Called with (host, port), returns the host's IP addresses as strings; None uses "
+        "socket.getaddrinfo. Every address it returns is vetted before the sender connects to one.",
     ),
 ]
 

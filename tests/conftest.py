@@ -21,7 +21,8 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 @pytest.fixture(autouse=True)
 def configured() -> Iterator[None]:
-    settings.configure(REPORT_URL=REPORT_URL)
+    # The receivers of the tests listen on loopback, which the sender refuses by default.
+    settings.configure(REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True)
     yield
     settings.reload()
 

@@ -37,7 +37,9 @@ def real_broker(request: pytest.FixtureRequest, enqueued: Enqueued) -> Iterator[
     queue = unique("hw_test")
     # On a RedisBroker the records go to its Redis: under a prefix of this test's own, deleted below.
     prefix = unique("hw-test-records") + ":"
-    settings.configure(REPORT_URL=REPORT_URL, QUEUE_NAME=queue, RECORDS_KEY_PREFIX=prefix)
+    settings.configure(
+        REPORT_URL=REPORT_URL, QUEUE_NAME=queue, RECORDS_KEY_PREFIX=prefix, ALLOW_PRIVATE_DESTINATIONS=True
+    )
     broker = request.param()
     broker.add_middleware(enqueued)
     broker.emit_after("process_boot")

@@ -72,6 +72,13 @@ def test_a_module_that_does_not_import_names_the_variable(module: Any) -> None:
     ({"SUBMISSION_PATHS": "/api"}, "SUBMISSION_PATHS must be a list of paths"),
     ({"QUEUE_NAME": ""}, "QUEUE_NAME must be a non-empty string"),
     ({"PLAN_CHECK": "os.sep"}, "PLAN_CHECK: 'os.sep' is not callable"),
+    ({"ALLOW_PRIVATE_DESTINATIONS": "yes"}, "ALLOW_PRIVATE_DESTINATIONS must be True or False, got 'yes'"),
+    ({"HTTPS_ONLY": 1}, "HTTPS_ONLY must be True or False, got 1"),
+    ({"ALLOWED_NETWORKS": "10.0.0.0/8"}, "ALLOWED_NETWORKS must be a list of networks"),
+    ({"ALLOWED_NETWORKS": ["10.0.0.1/8"]}, "ALLOWED_NETWORKS: '10.0.0.1/8' is not a network in CIDR notation"),
+    ({"ALLOWED_NETWORKS": ["intranet.local"]}, "ALLOWED_NETWORKS: 'intranet.local' is not a network"),
+    ({"CA_BUNDLE": "/no/such/ca.pem"}, "CA_BUNDLE must be the path of an existing file or None"),
+    ({"RESOLVER": "socket.no_such_resolver"}, "RESOLVER: could not import 'socket.no_such_resolver'"),
     ({"NOT_A_SETTING": 1}, "Unknown setting NOT_A_SETTING"),
 ])
 def test_configure_validates_like_the_module(names: dict[str, Any], message: str) -> None:
@@ -85,6 +92,33 @@ def test_configure_then_reload(module: Any) -> None:
     assert settings.MAX_WEBHOOKS == 1 and settings.QUEUE_NAME == "hybiscus_webhooks"
     settings.reload()
     assert settings.MAX_WEBHOOKS == 2
+
+
+def test_the_destination_settings(tmp_path: Any) -> None:
+    import ipaddress
+    import socket
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    current = settings.configure(
+        ALLOWED_NETWORKS=["10.20.0.0/16", "fd00::/8"], HTTPS_ONLY=True, CA_BUNDLE=str(bundle),
+        RESOLVER="socket.getaddrinfo",
+    )
+    networks, https_only, ca_bundle = current.ALLOWED_NETWORKS, current.HTTPS_ONLY, current.CA_BUNDLE
+    assert networks == (ipaddress.ip_network("10.20.0.0/16"), ipaddress.ip_network("fd00::/8"))
+    assert https_only is True and ca_bundle == str(bundle)
+    assert current.RESOLVER is socket.getaddrinfo
+    defaults = settings.configure()
+    assert (defaults.ALLOW_PRIVATE_DESTINATIONS, defaults.ALLOWED_NETWORKS, defaults.HTTPS_ONLY) == (False, (), False)
+    assert (defaults.CA_BUNDLE, defaults.RESOLVER) == (None, None)
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [name for name in settings.DEFINITIONS if "| `%s` |" % name not in readme]
+    assert missing == []
 
 
 def test_plan_check_resolves_an_import_path() -> None:

@@ -78,9 +78,12 @@ class Demo:
             api_keys=(self.api_key,), base_url="http://127.0.0.1:%d" % listener.getsockname()[1],
             broker_url=broker_url, namespace="hybiscus_demo_%s" % secrets.token_hex(4), task_ttl=3600,
         )
-        # The settings a settings module would hold (see report_server.webhook_settings). When the SSRF
-        # guard lands, the loopback receivers here will need ALLOW_PRIVATE_DESTINATIONS=True as well.
-        settings.configure(REPORT_URL=self.config.report_url_template, QUEUE_NAME=self.config.webhook_queue)
+        # The settings a settings module would hold (see report_server.webhook_settings); the demo's
+        # receivers are on loopback, which the SSRF guard refuses unless told otherwise.
+        settings.configure(
+            REPORT_URL=self.config.report_url_template, QUEUE_NAME=self.config.webhook_queue,
+            ALLOW_PRIVATE_DESTINATIONS=True,
+        )
         self.notes: queue.Queue[Note] = queue.Queue()
         self.broker = broker_from_url(broker_url) if broker_url else StubBroker()
         self.store = store_for(self.config)

@@ -33,6 +33,8 @@ class ServerConfig:
     namespace: str = "report_server"
     #: Seconds a task and its PDF are kept after their last change.
     task_ttl: int = 24 * 3600
+    #: Let webhooks reach loopback and private addresses: for the demo and tests on one machine.
+    allow_private_destinations: bool = False
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url)
@@ -68,6 +70,12 @@ class ServerConfig:
                     "REPORT_SERVER_TASK_TTL must be a whole number of seconds, got %r."
                     % environ["REPORT_SERVER_TASK_TTL"]
                 ) from None
+        allow = environ.get("REPORT_SERVER_ALLOW_PRIVATE_DESTINATIONS", "").strip().lower()
+        if allow not in ("", "0", "1", "false", "true"):
+            raise ImproperlyConfigured(
+                "REPORT_SERVER_ALLOW_PRIVATE_DESTINATIONS must be true or false, got %r." % allow
+            )
+        values["allow_private_destinations"] = allow in ("1", "true")
         try:
             return cls(**values)  # type: ignore[arg-type]
         except ImproperlyConfigured as exc:

@@ -15,15 +15,15 @@ from typing import Any
 
 from .config import ServerConfig
 
-# When the SSRF guard lands, a server whose receivers are on loopback (the demo, the tests) will need
-# ALLOW_PRIVATE_DESTINATIONS = True among these.
-_NAMES = ("QUEUE_NAME", "REPORT_URL")
+_NAMES = ("ALLOW_PRIVATE_DESTINATIONS", "QUEUE_NAME", "REPORT_URL")
 
 
 def __getattr__(name: str) -> Any:
     if name not in _NAMES:
         raise AttributeError("module %r has no attribute %r" % (__name__, name))
     config = ServerConfig.from_environment()
+    if name == "ALLOW_PRIVATE_DESTINATIONS":
+        return config.allow_private_destinations
     return config.webhook_queue if name == "QUEUE_NAME" else config.report_url_template
 
 

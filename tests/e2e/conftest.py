@@ -59,6 +59,8 @@ class Stack:
             "REPORT_SERVER_BROKER_URL": self.broker_url,
             "REPORT_SERVER_REDIS_URL": self.redis_url,
             "REPORT_SERVER_NAMESPACE": self.namespace,
+            # The receivers are on loopback.
+            "REPORT_SERVER_ALLOW_PRIVATE_DESTINATIONS": "true",
         }
 
     def receiver(self, name: str = "receiver") -> tuple[Process, str]:

@@ -1,0 +1,147 @@
+"""urllib3 connection pools pinned to one vetted IP address, whose reads end by the attempt's deadline.
+
+A pool connects to the address it was made for, never to what a name resolves to later, so a
+DNS answer that changes after the address was vetted cannot redirect a webhook. TLS still uses
+the host name: it is sent as SNI and the certificate is checked against it.
+
+urllib3 bounds each read of a socket by the read timeout, not the sum of them, so a receiver
+that drips its answer a byte at a time could hold a worker thread for hours. The sender sets a
+deadline for the attempt in ``deadline()``, and every read of the answer (status line, headers,
+body) waits at most until then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import io
+import socket
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import urllib3
+
+# Enough connections for each worker thread to keep one open to a receiver.
+POOL_MAXSIZE = 16
+# Pools kept for the most recently used destinations; the least recently used one is closed.
+MAX_POOLS = 64
+
+_attempt = threading.local()
+
+
+@contextlib.contextmanager
+def deadline(at: float, clock: Callable[[], float]) -> Iterator[None]:
+    """Make every read of an answer in this thread give up at ``clock() == at``."""
+    _attempt.deadline = (at, clock)
+    try:
+        yield
+    finally:
+        _attempt.deadline = None
+
+
+def _remaining() -> float | None:
+    current = getattr(_attempt, "deadline", None)
+    if current is None:
+        return None
+    at, clock = current
+    return float(at - clock())
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        # A SocketIO keeps the socket open while the answer is read, even after the
+        # connection has closed its end (an answer with "Connection: close").
+        self._io = sock.makefile("rb", buffering=0)
+        self._read_timeout = sock.gettimeout()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        remaining = _remaining()
+        if remaining is not None:
+            if remaining <= 0:
+                raise TimeoutError("The attempt's time limit is up.")
+            self._sock.settimeout(remaining if self._read_timeout is None else min(self._read_timeout, remaining))
+        return self._io.readinto(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._io.close()
+        super().close()
+
+
+class _Socket:
+    """What ``http.client.HTTPResponse`` needs of a socket: a file to read the answer from."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock))
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_Socket(sock), *args, **kwargs)  # type: ignore[arg-type]
+
+
+# The pools keep urllib3's connection classes (and whatever a test library put in their place)
+# and only change the class of the answers their connections read.
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    def _new_conn(self) -> Any:
+        connection: Any = super()._new_conn()
+        connection.response_class = _DeadlineResponse
+        return connection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    def _new_conn(self) -> Any:
+        connection: Any = super()._new_conn()
+        connection.response_class = _DeadlineResponse
+        return connection
+
+
+PoolKey = tuple[str, str, int, str]
+
+
+class Pools:
+    """One pool per (scheme, address, port, host name), the least recently used closed beyond ``MAX_POOLS``."""
+
+    def __init__(self, *, timeout: urllib3.Timeout, ca_bundle: str | None) -> None:
+        self.timeout = timeout
+        self.ca_bundle = ca_bundle
+        self._pools: OrderedDict[PoolKey, urllib3.HTTPConnectionPool] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, scheme: str, address: str, port: int, hostname: str) -> urllib3.HTTPConnectionPool:
+        key = (scheme, address, port, hostname)
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is not None:
+                self._pools.move_to_end(key)
+                return pool
+            pool = self._pools[key] = self._make(*key)
+            if len(self._pools) > MAX_POOLS:
+                self._pools.popitem(last=False)[1].close()
+            return pool
+
+    def _make(self, scheme: str, address: str, port: int, hostname: str) -> urllib3.HTTPConnectionPool:
+        host = "[%s]" % address if ":" in address else address
+        options: dict[str, Any] = {"timeout": self.timeout, "maxsize": POOL_MAXSIZE, "block": False, "retries": False}
+        if scheme == "https":
+            # server_hostname is both the SNI and the name the certificate must match, on urllib3 1.26 and 2.x.
+            return _HTTPSPool(
+                host, port, cert_reqs="CERT_REQUIRED", ca_certs=self.ca_bundle, server_hostname=hostname, **options
+            )
+        return _HTTPPool(host, port, **options)
+
+    def clear(self) -> None:
+        with self._lock:
+            while self._pools:
+                self._pools.popitem()[1].close()
