@@ -92,7 +92,7 @@ def test_deliveries_of_an_unknown_task_and_with_records_off(
     assert main(["deliveries", "task-none"]) == 1
     assert "No records of deliveries of task task-none" in capsys.readouterr().err
     records.use(None)
-    settings.configure(REPORT_URL=REPORT_URL, RECORDS_REDIS_URL=False)
+    settings.configure(REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True, RECORDS_REDIS_URL=False)
     assert main(["deliveries", "task-none"]) == 2
     assert "Delivery records are off" in capsys.readouterr().err
 
@@ -233,7 +233,7 @@ def test_redeliver_from_the_dead_letter_queue_of_a_real_broker(
 def test_send_test_posts_a_signed_sample_and_exits_by_outcome(
     receiver: Receiver, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings.configure(REPORT_URL=REPORT_URL, SIGNING_SECRETS=[SECRET_A])
+    settings.configure(REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True, SIGNING_SECRETS=[SECRET_A])
     receiver.statuses = [200, 500]  # Not 204, which must not carry the body this receiver sends with every answer.
     receiver.response_body = b"not today"
     monkeypatch.setattr(sys, "stdin", _Stdin(SECRET + "\n"))
@@ -339,6 +339,7 @@ def project(tmp_path: Path) -> Iterator[dict[str, str]]:
     )
     (tmp_path / "opsapp" / "settings.py").write_text(
         "REPORT_URL = %r\nBROKER_MODULE = 'opsapp.broker'\nRECORDS_KEY_PREFIX = %r\nSIGNING_SECRETS = [%r]\n"
+        "ALLOW_PRIVATE_DESTINATIONS = True  # the test's receiver is on loopback\n"
         % (REPORT_URL, prefix, SECRET_A)
     )
     yield {**os.environ, "PYTHONPATH": str(tmp_path), "HYBISCUS_WEBHOOKS_SETTINGS": "opsapp.settings",
@@ -361,8 +362,8 @@ def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 def test_the_command_reads_the_records_a_worker_wrote_and_checks_the_host_broker(
     project: dict[str, str], receiver: Receiver,
 ) -> None:
-    settings.configure(REPORT_URL=REPORT_URL, RECORDS_REDIS_URL="redis://127.0.0.1:6379/0",
-                       RECORDS_KEY_PREFIX=project["PREFIX"])
+    settings.configure(REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True,
+                       RECORDS_REDIS_URL="redis://127.0.0.1:6379/0", RECORDS_KEY_PREFIX=project["PREFIX"])
     backend = records.current()
     assert backend is not None
     sent = delivery_id("task-c6", COMPLETED, receiver.url + "/h")

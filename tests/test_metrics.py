@@ -81,7 +81,7 @@ def test_a_delivery_with_a_retry_scraped_over_http(
     clock: DramatiqClock, receiver: Receiver,
 ) -> None:
     registry, url = exposition
-    settings.configure(REPORT_URL=REPORT_URL, METRICS_REGISTRY=registry)
+    settings.configure(REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True, METRICS_REGISTRY=registry)
     receiver.statuses = [502]
     send(COMPLETED, "task-m1", Webhook(receiver.url + "/hook"), broker=stub_broker)
     start_worker(stub_broker)

@@ -79,7 +79,7 @@ def test_the_example_handles_our_signed_webhook_once_even_when_it_comes_again(
     example = load_example(monkeypatch)
     memory = MemoryRecords()
     records.use(memory)
-    settings.configure(REPORT_URL=REPORT_URL, SIGNING_SECRETS=[SECRET_A])
+    settings.configure(REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True, SIGNING_SECRETS=[SECRET_A])
     try:
         with serve(example.app) as url:
             webhook = Webhook(url + "/hooks/reports", "tok_example")
@@ -99,7 +99,7 @@ def test_the_example_handles_our_signed_webhook_once_even_when_it_comes_again(
 def test_a_failed_handling_leaves_the_id_free_for_the_retry(
     stub_broker: StubBroker, start_worker: Any, enqueued: Enqueued, clock: DramatiqClock,
 ) -> None:
-    settings.configure(REPORT_URL=REPORT_URL, SIGNING_SECRETS=[SECRET_B, SECRET_A])
+    settings.configure(REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True, SIGNING_SECRETS=[SECRET_B, SECRET_A])
     verifier = WebhookVerifier([SECRET_A], auth_header="tok_retry")
     calls: list[str] = []
 

@@ -136,7 +136,7 @@ def test_every_attempt_is_signed_anew_and_the_reference_accepts_each(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    settings.configure(REPORT_URL=REPORT_URL, SIGNING_SECRETS=[SECRET_A, SECRET_B])
+    settings.configure(REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True, SIGNING_SECRETS=[SECRET_A, SECRET_B])
     receiver.statuses = [500]
     url = receiver.url + "/signed"
     before = int(datetime.now(tz=timezone.utc).timestamp())

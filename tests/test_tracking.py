@@ -29,7 +29,7 @@ QUEUE = "hybiscus_webhooks"
 @pytest.fixture
 def registry() -> CollectorRegistry:
     fresh = CollectorRegistry()
-    settings.configure(REPORT_URL=REPORT_URL, METRICS_REGISTRY=fresh)
+    settings.configure(REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True, METRICS_REGISTRY=fresh)
     return fresh
 
 
@@ -100,7 +100,9 @@ def test_an_exhausted_delivery_is_recorded_counted_and_reported_once(
     memory: MemoryRecords, registry: CollectorRegistry,
 ) -> None:
     reported: list[ExhaustedDelivery] = []
-    settings.configure(REPORT_URL=REPORT_URL, METRICS_REGISTRY=registry, ON_EXHAUSTED=reported.append)
+    settings.configure(
+        REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True, METRICS_REGISTRY=registry, ON_EXHAUSTED=reported.append,
+    )
     sent = run_to_exhaustion(stub_broker, start_worker, enqueued, clock, receiver)
 
     record = memory.get(sent)
@@ -124,7 +126,7 @@ def test_an_on_exhausted_that_raises_is_logged_and_the_message_still_dead_letter
     stub_broker: StubBroker, start_worker: Any, enqueued: Enqueued, clock: DramatiqClock, receiver: Receiver,
     memory: MemoryRecords, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings.configure(REPORT_URL=REPORT_URL, ON_EXHAUSTED="tests.test_tracking.fail")
+    settings.configure(REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True, ON_EXHAUSTED="tests.test_tracking.fail")
     run_to_exhaustion(stub_broker, start_worker, enqueued, clock, receiver)
     assert len(stub_broker.dead_letters) == 1
     assert any("ON_EXHAUSTED raised" in record.getMessage() for record in caplog.records)
@@ -172,7 +174,10 @@ def test_records_in_a_real_redis_through_the_python_api(
 ) -> None:
     require_service("Redis", 6379)
     prefix = unique("hw-test-tracking") + ":"
-    settings.configure(REPORT_URL=REPORT_URL, RECORDS_REDIS_URL="redis://127.0.0.1:6379/0", RECORDS_KEY_PREFIX=prefix)
+    settings.configure(
+        REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True, RECORDS_REDIS_URL="redis://127.0.0.1:6379/0",
+        RECORDS_KEY_PREFIX=prefix,
+    )
     backend = records.current()
     assert backend is not None
     try:
@@ -207,7 +212,7 @@ def test_a_records_redis_that_is_down_or_hangs_never_fails_nor_stalls_a_delivery
             port = listener.getsockname()[1]
         else:
             port = closed_port()
-        settings.configure(REPORT_URL=REPORT_URL, METRICS_REGISTRY=registry,
+        settings.configure(REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True, METRICS_REGISTRY=registry,
                            RECORDS_REDIS_URL="redis://:pw-not-logged@127.0.0.1:%d/0" % port)
         started = time.monotonic()
         send(COMPLETED, "task-t6", Webhook(receiver.url + "/ok"), broker=stub_broker)
@@ -230,7 +235,9 @@ def test_a_redis_broker_keeps_the_records_in_its_own_redis_by_default(receiver: 
     from dramatiq.brokers.redis import RedisBroker
 
     prefix, queue = unique("hw-test-reuse") + ":", unique("hw_test")
-    settings.configure(REPORT_URL=REPORT_URL, QUEUE_NAME=queue, RECORDS_KEY_PREFIX=prefix)
+    settings.configure(
+        REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True, QUEUE_NAME=queue, RECORDS_KEY_PREFIX=prefix,
+    )
     broker = RedisBroker(url="redis://127.0.0.1:6379/0", namespace=unique("hw-test"))
     broker.emit_after("process_boot")
     worker = dramatiq.Worker(broker, worker_timeout=50)
@@ -257,7 +264,9 @@ def test_records_and_metrics_are_off_when_asked(
     stub_broker: StubBroker, start_worker: Any, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="hybiscus_webhooks")
-    settings.configure(REPORT_URL=REPORT_URL, RECORDS_REDIS_URL=False, METRICS_REGISTRY=False)
+    settings.configure(
+        REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True, RECORDS_REDIS_URL=False, METRICS_REGISTRY=False,
+    )
     assert records.current() is None
     send(COMPLETED, "task-t8", Webhook(receiver.url + "/ok"), broker=stub_broker)
     start_worker(stub_broker)

@@ -16,7 +16,7 @@ from .inprocess import RENDER_QUEUE, REPORT_URL, WEBHOOK_QUEUE
 
 @pytest.fixture
 def webhook_settings() -> Iterator[None]:
-    settings.configure(REPORT_URL=REPORT_URL, QUEUE_NAME=WEBHOOK_QUEUE)
+    settings.configure(REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True, QUEUE_NAME=WEBHOOK_QUEUE)
     yield
     settings.reload()
 
