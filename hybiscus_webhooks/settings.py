@@ -86,6 +86,14 @@ def _report_url(name: str, value: Any) -> str | None:
     return value
 
 
+def _hold_limit(name: str, value: Any) -> str | float | None:
+    if value is None or value == "auto":
+        return cast("str | None", value)
+    if isinstance(value, str):
+        raise ImproperlyConfigured("%s must be 'auto', None or a number of seconds, got %r." % (name, value))
+    return _positive_seconds(name, value)
+
+
 def _optional_callable(name: str, value: Any) -> Callable[..., Any] | None:
     if value is None or callable(value):
         return cast("Callable[..., Any] | None", value)
@@ -142,6 +150,12 @@ _DEFINITIONS = [
     Definition(
         "MAX_RESPONSE_BYTES", 4096, _int_at_least(0), type="int",
         doc="Bytes of a receiver's answer kept for the logs; the rest is never read.",
+    ),
+    Definition(
+        "RETRY_HOLD_LIMIT", "auto", _hold_limit, type="'auto' | float | None",
+        doc="Longest time, in seconds, a worker holds a scheduled retry unacked; a longer wait is split into "
+        "holds that send nothing, and the schedule stays the same. Keep it below RabbitMQ's consumer_timeout. "
+        "'auto': 900 s on RabbitMQ, no limit on other brokers; None: no limit.",
     ),
 ]
 
