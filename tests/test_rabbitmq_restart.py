@@ -7,6 +7,7 @@ durable and publishes persistent messages, so the retries come back with their s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,8 +66,10 @@ def test_retries_waiting_in_the_delay_queue_survive_a_restart(
     recorder.wait_until(lambda r: r.acked(queue) == RETRIES and len(r.holds) == RETRIES, 120, "retries held")
     assert node.message_counts()[queue + ".DQ"] == RETRIES
 
+    stopping = time.monotonic()
     node.stop()
     node.start()
+    print("\nRabbitMQ node stopped and started again in %.1f s" % (time.monotonic() - stopping))
 
     assert node.message_counts()[queue + ".DQ"] == RETRIES  # Durable queue, persistent messages.
     clock.now = max(enqueued.etas) / 1000

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+import dramatiq.common
 from dramatiq.middleware import Middleware
 
 
@@ -18,6 +19,8 @@ class Hold:
     message_id: str
     eta: int
     redelivered: bool
+    #: How long it is to be held, from when the worker took it (ms).
+    length: int
 
 
 class Recorder(Middleware):
@@ -28,7 +31,9 @@ class Recorder(Middleware):
 
     def before_delay_message(self, broker: dramatiq.Broker, message: Any) -> None:
         # RabbitMQ marks a delivery that was handed out before and never acknowledged.
-        hold = Hold(message.message_id, message.options["eta"], bool(getattr(message, "redelivered", False)))
+        eta = message.options["eta"]
+        redelivered = bool(getattr(message, "redelivered", False))
+        hold = Hold(message.message_id, eta, redelivered, eta - dramatiq.common.current_millis())
         with self._changed:
             self.holds.append(hold)
             self._changed.notify_all()
