@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -92,7 +93,9 @@ class PrivateRabbitmqNode:
     def start(self, timeout: float = 120.0) -> None:
         """Start the node (again, on the same data) and return once it accepts AMQP connections."""
         log = open(self.base / "server.out", "ab")  # noqa: SIM115 - closed with the process
-        self.process = subprocess.Popen([self.server], env=self.env, cwd=self.base, stdout=log, stderr=log)
+        # A group of its own: the script runs the Erlang VM as its child, and kill() must end both.
+        self.process = subprocess.Popen([self.server], env=self.env, cwd=self.base, stdout=log, stderr=log,
+                                        start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout
         while not self._accepts_connections():
@@ -105,18 +108,19 @@ class PrivateRabbitmqNode:
         self.ctl("await_startup", "--timeout", str(int(timeout)))
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Stop the node as an operator would, and wait for its process to end."""
+        """Stop the node as an operator would, and wait for its processes to end; kill them if that fails."""
         if self.process is None or self.process.poll() is not None:
             return
-        self.ctl("stop", str(self.base / "node.pid"), timeout=timeout)
         try:
+            self.ctl("stop", str(self.base / "node.pid"), timeout=timeout)  # Returns once the VM has exited.
             self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except BaseException:
             self.kill()
+            raise
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)  # This node's group only.
             self.process.wait()
 
     def ctl(self, *args: str, timeout: float = 120.0) -> str:
