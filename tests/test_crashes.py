@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import dramatiq
 import pytest
@@ -95,7 +96,7 @@ def _delivered(arrivals: list[Arrival]) -> set[str]:
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_run_loses_no_webhook(setup: Setup) -> None:
+def test_a_worker_killed_mid_run_loses_no_webhook(setup: Setup, tmp_path: Path) -> None:
     with SlowReceiver(delay=RECEIVER_DELAY) as receiver:
         expected = {}
         for n in range(DELIVERIES):
@@ -105,13 +106,13 @@ def test_a_worker_killed_mid_run_loses_no_webhook(setup: Setup) -> None:
             expected[path] = (delivery_id(task_id, COMPLETED, receiver.url + path), task_id)
 
         started = time.time()
-        commands = [DramatiqCommand(setup.env)]
+        commands = [DramatiqCommand(setup.env, tmp_path)]
         try:
             commands[0].worker_pid()
             receiver.wait_until(lambda arrivals: len(arrivals) >= KILL_AFTER, 120, "deliveries before the kill")
             killed = time.time()
             commands[0].kill_worker()
-            commands.append(DramatiqCommand(setup.env))
+            commands.append(DramatiqCommand(setup.env, tmp_path))
             arrivals = receiver.wait_until(lambda arrivals: _delivered(arrivals) >= set(expected), 240,
                                            "every webhook delivered after the kill")
         finally:

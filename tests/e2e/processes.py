@@ -10,6 +10,8 @@ import sys
 import threading
 from pathlib import Path
 
+from .rabbitmq_node import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 _READY = re.compile(r"\[PID (\d+)\].*Worker process is ready for action")
 
@@ -17,11 +19,16 @@ _READY = re.compile(r"\[PID (\d+)\].*Worker process is ready for action")
 class DramatiqCommand:
     """``python -m dramatiq tests.e2e.worker_broker --processes 1``: a main process and one worker process."""
 
-    def __init__(self, env: dict[str, str], *, threads: int = 8) -> None:
+    def __init__(self, env: dict[str, str], workdir: Path, *, threads: int = 8) -> None:
+        # Dramatiq 1.x adds its Prometheus middleware, whose exposition server would bind 0.0.0.0:9191 and
+        # whose files live in a folder of /tmp that every dramatiq process there shares: kept apart here.
+        prometheus = {"dramatiq_prom_host": "127.0.0.1", "dramatiq_prom_port": str(free_port()),
+                      "dramatiq_prom_lock": str(workdir / "prometheus.lock"),
+                      "dramatiq_prom_db": str(workdir / "prometheus")}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dramatiq", "tests.e2e.worker_broker",
              "--processes", "1", "--threads", str(threads)],
-            env={**env, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
+            env={**env, **prometheus, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
                  "HYBISCUS_WEBHOOKS_SETTINGS": "tests.e2e.worker_settings"},
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,  # Its own process group, which the worker process joins: see stop().
