@@ -138,6 +138,7 @@ def test_a_worker_killed_mid_run_loses_no_webhook(setup: Setup, tmp_path: Path) 
     for n in range(FLAKY):
         failed, succeeded = by_path["/flaky/%d" % n][:2]
         assert failed.status == 503 and succeeded.status == 204
+        assert failed.at < killed - 0.5  # Its retry was scheduled by, and waiting in, the worker that died.
         gaps.append(succeeded.at - failed.at)
     # The retries the dead worker held keep their 30 s schedule (give or take the worker's tick).
     assert min(gaps) >= 30.0
