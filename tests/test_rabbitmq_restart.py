@@ -31,8 +31,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRabbitmqNo
     try:
         yield started
     finally:
-        started.stop()
-        started.kill()
+        started.stop()  # Kills it if it will not stop.
 
 
 @pytest.fixture
