@@ -12,7 +12,7 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import AgeLimit, Retries, TimeLimit
 
-from . import brokers, metrics, records
+from . import broker_checks, brokers, holds, metrics, records
 from .delivery import MAX_RETRIES, _retry_when, backoff_millis, install
 from .errors import ImproperlyConfigured
 from .settings import Settings
@@ -106,15 +106,24 @@ def time_limit(broker: dramatiq.Broker, actor: Any, values: Settings) -> list[Fi
 
 
 def consumer_timeout(broker: dramatiq.Broker, actor: Any, values: Settings) -> list[Finding]:
-    # TODO(broker_checks): hybiscus_webhooks/broker_checks.py (built in a parallel branch) reads RabbitMQ's
-    # consumer_timeout and compares it with the longest delay (64 min, held unacked in the delay queue).
-    # Plug it in here: return its findings as Finding(WARNING, ...) when it is below the longest delay.
+    # consumer_timeout cannot be read over AMQP: only rabbitmqctl on the broker's host can (--rabbitmq-node).
     if brokers.kind(broker) != "rabbitmq":
         return []
+    longest = broker_checks.longest_hold_millis(holds.limit_millis(broker))
     return [Finding(NOTE, (
-        "RabbitMQ's consumer_timeout (30 min by default) must exceed the longest delay, %s; it is not "
-        "checked here yet."
-    ) % _minutes(backoff_millis(MAX_RETRIES - 1)))]
+        "a worker holds a scheduled retry unacked for up to %s (RETRY_HOLD_LIMIT); RabbitMQ's consumer_timeout "
+        "(30 min by default) must exceed that. Run check --rabbitmq-node on the broker's host to read it."
+    ) % _minutes(longest))]
+
+
+def check_rabbitmq_node(node: str | None, values: Settings) -> list[Finding]:
+    try:
+        problem = broker_checks.check_rabbitmq_node(node, values.RETRY_HOLD_LIMIT)
+    except broker_checks.BrokerCheckFailed as exc:
+        return [Finding(ERROR, str(exc))]
+    if problem is not None:
+        return [Finding(WARNING, problem)]
+    return [Finding(OK, "RabbitMQ's consumer_timeout leaves room for every retry hold.")]
 
 
 #: Checks of the host's broker, in order. Add a check by appending a function of the same shape.

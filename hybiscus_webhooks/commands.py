@@ -186,6 +186,8 @@ def _check(args: argparse.Namespace) -> int:
     else:
         print("Broker: %s" % type(broker).__name__)
         findings.extend(checks.check_broker(broker, values))
+    if getattr(args, "rabbitmq_node", None) is not None:
+        findings.extend(checks.check_rabbitmq_node(args.rabbitmq_node or None, values))
     findings.extend(checks.check_records(broker))
     findings.extend(checks.check_signing_and_metrics(values))
     for finding in findings:
@@ -219,6 +221,11 @@ def add_commands(commands: Any) -> None:
     parser = commands.add_parser(
         "check", parents=[broker_option],
         help="validate the settings, reach the broker and the records, warn about what would break the schedule",
+    )
+    parser.add_argument(
+        "--rabbitmq-node", metavar="NODE", nargs="?", const="",
+        help="also read this RabbitMQ node's consumer_timeout with rabbitmqctl (on the broker's host; the default "
+        "node if none is named) and check it against the longest hold of a scheduled retry",
     )
     parser.set_defaults(run=check)
 

@@ -12,15 +12,16 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
 import dramatiq
 import dramatiq.broker
+import dramatiq.common
 from dramatiq.middleware import CurrentMessage, Retries
 
-from . import records, settings, signing, tracking
+from . import holds, records, settings, signing, tracking
 from .errors import BrokerNotConfigured, DeliveryFailed, DestinationRefused, ImproperlyConfigured
 from .schemas import Webhook, redact_url
 from .sender import USER_AGENT, get_sender
@@ -73,10 +74,26 @@ def request_of(delivery: Mapping[str, Any], auth_header: str | None) -> tuple[by
     return body, headers
 
 
-def deliver(delivery: dict[str, Any]) -> None:
+def _delivery_on(broker: dramatiq.Broker) -> Callable[[dict[str, Any]], None]:
+    # The actor's function: a retry held in parts is scheduled again on the broker that ran it.
+    def deliver(delivery: dict[str, Any]) -> None:
+        _deliver(broker, delivery)
+
+    return deliver
+
+
+def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
     message = CurrentMessage.get_current_message()
     if message is None:
         raise ImproperlyConfigured("The delivery actor needs the CurrentMessage middleware; use install(broker).")
+    hold_limit = holds.limit_millis(broker)
+    wait = holds.next_hold(message.options, hold_limit, dramatiq.common.current_millis())
+    if wait is not None:
+        # Back before its due time: not an attempt. Hold it again for what is left.
+        logger.debug("Retry of %s of task %s is due in %d ms; holding it again.", delivery["event"],
+                     delivery["task_id"], wait)
+        broker.enqueue(message, delay=wait)
+        return
     endpoint = message.options[_ENDPOINT_OPTION]
     retries = message.options.get("retries", 0)
     attempt = retries + 1
@@ -113,7 +130,8 @@ def deliver(delivery: dict[str, Any]) -> None:
         "Attempt %d of %s of task %s to %s failed: %s; next attempt in %d s.",
         attempt, delivery["event"], delivery["task_id"], where, outcome.describe(), delay // 1000,
     )
-    raise dramatiq.Retry("Attempt %d to %s failed: %s." % (attempt, where, outcome.describe()), delay=delay)
+    hold = holds.first_hold(message.options, delay, hold_limit, dramatiq.common.current_millis())
+    raise dramatiq.Retry("Attempt %d to %s failed: %s." % (attempt, where, outcome.describe()), delay=hold)
 
 
 def _host(endpoint: str) -> str:
@@ -156,7 +174,7 @@ def install(broker: dramatiq.Broker | None = None) -> dramatiq.Actor[Any, Any]:
             current = settings.get()
             options["time_limit"] = int((current.CONNECT_TIMEOUT + current.READ_TIMEOUT) * 1000) + _TIME_LIMIT_MARGIN
         declare = dramatiq.actor(actor_name=ACTOR_NAME, queue_name=settings.get().QUEUE_NAME, broker=broker, **options)
-        return declare(deliver)
+        return declare(_delivery_on(broker))
 
 
 def _resolve(broker: dramatiq.Broker | None) -> dramatiq.Broker:

@@ -111,6 +111,14 @@ def _optional_file(name: str, value: Any) -> str | None:
     return os.fspath(value)
 
 
+def _hold_limit(name: str, value: Any) -> str | float | None:
+    if value is None or value == "auto":
+        return cast("str | None", value)
+    if isinstance(value, str):
+        raise ImproperlyConfigured("%s must be 'auto', None or a number of seconds, got %r." % (name, value))
+    return _positive_seconds(name, value)
+
+
 def _optional_callable(name: str, value: Any) -> Callable[..., Any] | None:
     if value is None or callable(value):
         return cast("Callable[..., Any] | None", value)
@@ -258,6 +266,12 @@ _DEFINITIONS = [
         "RESOLVER", None, _optional_callable, type="callable | import path | None",
         doc="Called with (host, port), returns the host's IP addresses as strings; None uses "
         "socket.getaddrinfo. Every address it returns is vetted before the sender connects to one.",
+    ),
+    Definition(
+        "RETRY_HOLD_LIMIT", "auto", _hold_limit, type="'auto' | float | None",
+        doc="Longest time, in seconds, a worker holds a scheduled retry unacked; a longer wait is split into "
+        "holds that send nothing, and the schedule stays the same. Keep it below RabbitMQ's consumer_timeout. "
+        "'auto': 900 s on RabbitMQ, no limit on other brokers; None: no limit.",
     ),
 ]
 

@@ -1,0 +1,1 @@
+"""Pieces for end-to-end tests: real `dramatiq` worker processes, a slow receiver, a private RabbitMQ node."""
