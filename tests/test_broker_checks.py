@@ -106,8 +106,8 @@ def test_the_check_passes_on_defaults_with_the_auto_limit_and_fails_without_it(
 
 def test_the_check_command_takes_a_node(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     seen = []
-    monkeypatch.setattr("hybiscus_webhooks.broker_checks.run_rabbitmq_check",
-                        lambda node, limit: seen.append((node, limit)) or 0)
+    monkeypatch.setattr("hybiscus_webhooks.broker_checks.check_rabbitmq_node",
+                        lambda node, limit: seen.append((node, limit)))
     assert main(["check", "--rabbitmq-node", "rabbit@broker"]) == 0
     assert main(["check", "--rabbitmq-node"]) == 0
     assert main(["check"]) == 0

@@ -402,4 +402,5 @@ def test_check_reaches_rabbitmq_and_names_the_consumer_timeout(capsys: pytest.Ca
         broker.close()
     out = capsys.readouterr().out
     assert "ok: the RabbitmqBroker answers." in out
-    assert "note: RabbitMQ's consumer_timeout (30 min by default) must exceed the longest delay, 64.0 min" in out
+    assert "note: a worker holds a scheduled retry unacked for up to 15.0 min (RETRY_HOLD_LIMIT)" in out
+    assert "Run check --rabbitmq-node on the broker's host" in out
