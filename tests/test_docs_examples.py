@@ -26,6 +26,7 @@ DEDICATED = {
     ("quickstart.rst", "receiver.py"),
     ("quickstart.rst", "myapp/render_job.py"),
     ("customers.rst", "customer_receiver.py"),
+    ("customers.rst", "customer_receiver_helper.py"),
 }
 
 
