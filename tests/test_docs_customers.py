@@ -9,10 +9,12 @@ from typing import Any
 
 import dramatiq
 import pytest
+import standardwebhooks
 
 from hybiscus_webhooks import WebhooksMiddleware, report_completed, settings
 from hybiscus_webhooks.delivery import COMPLETED, delivery_id
 from hybiscus_webhooks.sender import USER_AGENT
+from hybiscus_webhooks.signing import SigningSecret, verify
 from hybiscus_webhooks.testing import ReceivedRequest, Receiver, make_stub_broker
 
 from .asgi import call
@@ -20,6 +22,8 @@ from .docs_blocks import named_block, write_project
 
 PAGE = "customers.rst"
 REPORT_URL = "https://api.example.com/api/v1/get-report?task_id={task_id}"
+# The page's example signing secret: its receivers verify with it, and its request is signed with it.
+SECRET = "whsec_0V8K56j5EumxCYxEcDJhZYwOiMtkxmWf0GDijUl2cug="
 
 
 def documented_request() -> tuple[str, dict[str, str], bytes]:
@@ -34,7 +38,8 @@ def delivered() -> Iterator[ReceivedRequest]:
     """One real delivery of the documented event, to a receiver on loopback."""
     _, headers, body = documented_request()
     event = json.loads(body)
-    settings.configure(REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True)
+    # The receiver listens on loopback, which the SSRF guard refuses unless told otherwise.
+    settings.configure(REPORT_URL=REPORT_URL, SIGNING_SECRETS=[SECRET], ALLOW_PRIVATE_DESTINATIONS=True)
     broker = make_stub_broker()
     worker = dramatiq.Worker(broker, worker_timeout=50)
     worker.start()
@@ -65,6 +70,15 @@ def test_the_documented_request_is_what_a_receiver_gets(delivered: ReceivedReque
             # The page's id is the real one for the page's URL; the receiver here has another URL.
             assert value == delivery_id(event["task_id"], COMPLETED, "https://%s/hooks/reports" % headers["Host"])
             assert real.startswith("msg_") and len(real) == len(value)
+        elif name == "webhook-timestamp":
+            assert real.isdigit() and len(real) == len(value)
+        elif name == "webhook-signature":
+            # The page's signature is right for the page's id, timestamp and body; the real one for the real ones.
+            page_headers = {key.lower(): text for key, text in headers.items()}
+            signed_at = int(headers["webhook-timestamp"])
+            assert verify([SigningSecret.parse(SECRET)], page_headers, body, now=signed_at) == headers["webhook-id"]
+            assert standardwebhooks.Webhook(SECRET).verify(delivered.body, delivered.headers) == event
+            assert real.startswith("v1,") and len(real) == len(value)
         elif name == "User-Agent":
             assert real == USER_AGENT and value.split("/")[0] == USER_AGENT.split("/")[0]
         else:
@@ -72,7 +86,7 @@ def test_the_documented_request_is_what_a_receiver_gets(delivered: ReceivedReque
 
 
 def test_the_documented_422_is_what_the_middleware_answers() -> None:
-    settings.configure(REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True)
+    settings.configure(REPORT_URL=REPORT_URL)
     report = {"type": "Report", "options": {"report_title": "Q3 sales"}, "components": [],
               "config": {"webhooks": [{"url": "https://customer.example/hooks/reports", "auth_header": "s3cret"},
                                       {"url": "ftp://customer.example/reports", "secret": "x"}]}}
@@ -85,20 +99,23 @@ def test_the_documented_422_is_what_the_middleware_answers() -> None:
     assert answer.json() == json.loads(named_block(PAGE, "invalid-webhooks-answer").code)
 
 
-def test_the_example_receiver_accepts_a_delivery_once_and_refuses_a_wrong_token(
-    delivered: ReceivedRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("file", ["customer_receiver.py", "customer_receiver_helper.py"])
+def test_the_example_receivers_handle_a_delivery_once_and_refuse_bad_signatures(
+    delivered: ReceivedRequest, file: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = write_project(PAGE, tmp_path).load("customer_receiver.py").app
+    app = write_project(PAGE, tmp_path).load(file).app
 
-    def replay(**changed: str) -> int:
+    def replay(body: bytes = delivered.body, **changed: str) -> int:
         headers = {**delivered.headers, **changed}
         raw = [(name.encode(), value.encode()) for name, value in headers.items()]
-        return call(app, "POST", "/hooks/reports", delivered.body, headers=raw, content_length=False).status
+        return call(app, "POST", "/hooks/reports", body, headers=raw, content_length=False).status
 
     assert replay() == 204
     assert replay() == 204  # a duplicate: answered, not handled again
     event = json.loads(delivered.body)
     assert capsys.readouterr().out == "report.completed %s %s\n" % (event["task_id"], event["url"])
-    assert replay(authorization="Bearer wrong") == 401
-    assert replay(**{"webhook-id": "msg_other"}) == 204
-    assert capsys.readouterr().out.count("report.completed") == 1
+    assert replay(delivered.body.replace(b"completed", b"failed")) == 401  # the body is signed
+    assert replay(**{"webhook-id": "msg_other"}) == 401  # so is the id
+    assert replay(**{"webhook-signature": "v1," + "A" * 43 + "="}) == 401
+    assert replay(**{"webhook-timestamp": str(int(delivered.headers["webhook-timestamp"]) - 3600)}) == 401
+    assert capsys.readouterr().out == ""

@@ -26,6 +26,7 @@ DEDICATED = {
     ("quickstart.rst", "receiver.py"),
     ("quickstart.rst", "myapp/render_job.py"),
     ("customers.rst", "customer_receiver.py"),
+    ("customers.rst", "customer_receiver_helper.py"),
 }
 
 
@@ -142,7 +143,12 @@ def test_the_api_reference_documents_every_public_name() -> None:
     assert set(hybiscus_webhooks.__all__) - {"__version__"} <= documented
 
 
+# The features still being built, by page: crash and restart handling and RabbitMQ's consumer_timeout.
+COMING = {"operations.rst": ".. admonition:: Coming: worker crashes and RabbitMQ's consumer_timeout"}
+
+
 def test_coming_features_are_in_one_admonition_per_page() -> None:
     for page in pages():
         text = (DOCS / page).read_text()
-        assert text.count(".. admonition:: Coming") <= 1, page
+        found = re.findall(r"^\.\. admonition:: Coming.*$", text, flags=re.M)
+        assert found == ([COMING[page]] if page in COMING else []), page
