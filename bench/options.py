@@ -1,0 +1,45 @@
+"""The counts and switches of one run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Options:
+    rounds: int = 3
+    requests: int = 2000
+    duration: float = 5.0
+    deliveries: int = 20_000
+    backlog: int = 100_000
+    backlog_prefetch: int | None = None
+    hol_deliveries: int = 10_000
+    #: A run with hanging endpoints is cut after max(this, 3 x the run without) seconds.
+    hol_min_seconds: float = 20.0
+    #: READ_TIMEOUT of the head-of-line runs: how long a hanging endpoint holds a thread.
+    hol_read_timeout: float = 2.0
+    enqueue_calls: int = 1000
+    threads: int = 8
+    brokers: list[str] = field(default_factory=lambda: ["redis", "rabbitmq"])
+    redis_url: str | None = None
+    redis_private: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)
+    signing: bool = False
+    records: bool = False
+    quick: bool = False
+
+    @classmethod
+    def defaults(cls, *, quick: bool = False) -> Options:
+        if not quick:
+            return cls()
+        return cls(rounds=1, requests=20, duration=1.0, deliveries=50, backlog=200, hol_deliveries=60,
+                   hol_min_seconds=3.0, hol_read_timeout=0.5,
+                   enqueue_calls=20, quick=True)
+
+    def describe(self) -> str:
+        return ("rounds %d; middleware %d calls in process, %.0f s of wrk; throughput %d; backlog %d; hol %d; "
+                "enqueue %d; worker threads %d; brokers %s%s"
+                % (self.rounds, self.requests, self.duration, self.deliveries, self.backlog, self.hol_deliveries,
+                   self.enqueue_calls, self.threads, ",".join(self.brokers), " (QUICK: figures mean nothing)"
+                   if self.quick else ""))

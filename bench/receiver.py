@@ -1,0 +1,43 @@
+"""``python -m bench.receiver LOG PORT ...``: the fallback fast receiver, 204 to everything, one log line a hit."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def serve(log_path: str, ports: list[int]) -> None:
+    lock = threading.Lock()
+    log = open(log_path, "a", buffering=1)  # noqa: SIM115 - open for the life of the process
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(204)
+            self.end_headers()
+            with lock:
+                log.write("%.3f %d 204\n" % (time.time(), self.server.server_address[1]))
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    servers = [ThreadingHTTPServer(("127.0.0.1", port), Handler) for port in ports]
+    for server in servers:
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    stopped.wait()
+    for server in servers:
+        server.shutdown()
+    log.close()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], [int(port) for port in sys.argv[2:]])

@@ -1,0 +1,68 @@
+"""2. Deliveries per second of one worker process (8 threads) to nginx: our actor against a naive urllib3 POST."""
+
+from __future__ import annotations
+
+from .common import Results, Row, cpu_seconds, median
+from .deliveries import Setup, drain, pending_features, rate
+from .options import Options
+from .services import Receiver, fast_receiver
+
+NAME = "throughput"
+
+
+def main(results: Results, options: Options) -> None:
+    pending = pending_features(options)
+    with fast_receiver() as receiver:
+        if receiver.kind != "nginx":
+            results.note("throughput: the receiver is the Python fallback, not nginx")
+        for kind in options.brokers:
+            run(results, options, kind, receiver)
+    if pending:
+        results.note("throughput ran WITHOUT " + "; ".join(pending) + ": those figures are pending")
+
+
+def run(results: Results, options: Options, kind: str, receiver: Receiver) -> None:
+    count = options.deliveries
+    rates: dict[str, list[float]] = {"naive": [], "ours": []}
+    cpu: dict[str, list[float]] = {"naive": [], "ours": []}
+    failed = 0
+    with Setup(kind, options) as setup:
+        for round_number in range(options.rounds):
+            # ABBA: the order flips each round, so drift in the machine's load falls on both alike.
+            order = ["naive", "ours"] if round_number % 2 == 0 else ["ours", "naive"]
+            for variant in order:
+                receiver.reset()
+                if variant == "naive":
+                    setup.send_naive([receiver.url + "/naive"], count)
+                    queue = setup.naive_queue
+                else:
+                    setup.send_ours([receiver.url + "/ours"], count)
+                    queue = setup.queue
+                with setup.worker([queue]) as worker:
+                    pid = worker.worker_pid()
+                    # The worker's CPU time from 5% to 95% of the deliveries: what one delivery costs the
+                    # worker, whatever the other processes on the machine take from it.
+                    marks = []
+                    for share in (0.05, 0.95):
+                        drain(worker, receiver, int(count * share), timeout=60 + count / 20)
+                        marks.append((receiver.count(), cpu_seconds(pid)))
+                    hits = drain(worker, receiver, count, timeout=60 + count / 20)
+                    (first, started), (last, ended) = marks
+                    cpu[variant].append((ended - started) / max(last - first, 1))
+                    failed += worker.count_lines("failed") if variant == "ours" else 0
+                if len(hits) < count:
+                    raise RuntimeError("%s on %s: %d of %d deliveries arrived" % (variant, kind, len(hits), count))
+                rates[variant].append(rate(hits))
+    naive, ours = median(rates["naive"]), median(rates["ours"])
+    # Each round measured both, back to back: the ratio is the median of the rounds' ratios.
+    ratio = median(mine / theirs for theirs, mine in zip(rates["naive"], rates["ours"]))
+    results.add(Row(NAME, "%s, %d deliveries, 1 process x %d threads" % (kind, count, options.threads), "/s",
+                    naive, ours, ratio, ">= 0.95x",
+                    note="rounds: naive %s, ours %s" % (_list(rates["naive"]), _list(rates["ours"]))))
+    results.add(Row(NAME, "%s, worker CPU per delivery" % kind, "us", median(cpu["naive"]) * 1e6,
+                    median(cpu["ours"]) * 1e6, median(b / max(a, 1e-9) for a, b in zip(cpu["naive"], cpu["ours"])),
+                    note="lower is better; failed attempts in our runs: %d" % failed))
+
+
+def _list(values: list[float]) -> str:
+    return "/".join("%.0f" % value for value in values)

@@ -1,0 +1,32 @@
+"""Each benchmark of bench/ runs end to end with tiny counts: the code paths work. No timing is asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from .conftest import require_service
+
+pytestmark = [pytest.mark.bench, pytest.mark.redis, pytest.mark.rabbitmq]
+
+if importlib.util.find_spec("bench") is None:  # pragma: no cover - bench/ sits beside tests/ in a checkout
+    pytest.skip("bench/ is not importable from here", allow_module_level=True)
+
+from bench.__main__ import BENCHMARKS, parse, run  # noqa: E402
+
+#: The rows each benchmark prints, each with a measured figure.
+EXPECTED_ROWS = {"middleware": 7 + 1 + 3, "throughput": 4, "backlog": 2, "hol": 1, "enqueue": 6}
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_the_benchmark_runs_with_tiny_counts(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    require_service("Redis", 6379)
+    require_service("RabbitMQ", 5672)
+    names, options = parse([name, "--quick", "--threads", "4"])
+    results = run(names, options)
+    assert len(results.rows) == EXPECTED_ROWS[name]
+    for row in results.rows:
+        assert row.ours is not None and row.ours > 0, row
+        assert row.ratio is None or row.ratio > 0, row
+    assert "nproc" in capsys.readouterr().out
