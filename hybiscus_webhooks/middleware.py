@@ -61,17 +61,22 @@ class WebhooksMiddleware:
         if _declared_length(scope) > self.max_body_bytes:
             await self._too_large(scope, receive, send)
             return
-        body = bytearray()
+        chunks = []
+        size = 0
         more_body = True
         while more_body:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            body += message.get("body", b"")
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
             more_body = message.get("more_body", False)
-            if len(body) > self.max_body_bytes:
+            if size > self.max_body_bytes:
                 await self._too_large(scope, receive, send)
                 return
+        # bytes, not a bytearray: json.loads parses a bytearray about 15% slower (bench/, 200 KB).
+        body = bytes(chunks[0]) if len(chunks) == 1 else b"".join(chunks)
 
         webhooks: tuple[Any, ...] = ()
         try:
@@ -91,7 +96,7 @@ class WebhooksMiddleware:
         scope = dict(scope)
         scope["state"] = {**scope.get("state", {}), STATE_KEY: webhooks,
                           REPORT_STATE_KEY: report if isinstance(report, dict) else None}
-        await self.app(scope, _replay(bytes(body), receive), send)
+        await self.app(scope, _replay(body, receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         detail = "Request body is larger than %d bytes." % self.max_body_bytes
