@@ -25,6 +25,7 @@ from . import holds, records, settings, signing, tracking
 from .errors import BrokerNotConfigured, DeliveryFailed, DestinationRefused, ImproperlyConfigured
 from .schemas import Webhook, redact_url
 from .sender import USER_AGENT, get_sender
+from .slim import DropRetryTraceback
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +163,8 @@ def install(broker: dramatiq.Broker | None = None) -> dramatiq.Actor[Any, Any]:
             )
         if not any(isinstance(middleware, CurrentMessage) for middleware in broker.middleware):
             broker.add_middleware(CurrentMessage())
+        if not any(isinstance(middleware, DropRetryTraceback) for middleware in broker.middleware):
+            broker.add_middleware(DropRetryTraceback(actor_name=ACTOR_NAME))
         options: dict[str, Any] = {
             "max_retries": MAX_RETRIES,
             "min_backoff": RETRY_BASE_MILLIS,
