@@ -115,9 +115,7 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
     tracking.attempted(delivery, endpoint, number=attempt, started=started, outcome=outcome,
                        retry_in=None if outcome.ok or last else backoff_millis(retries))
     if outcome.ok:
-        # DEBUG, like Dramatiq's own line per message: at INFO, formatting and writing it cost a
-        # quarter of the actor's time (bench/, throughput). Failures stay at INFO and WARNING.
-        logger.debug(
+        logger.info(
             "Delivered %s of task %s to %s: %s on attempt %d in %.3f s.",
             delivery["event"], delivery["task_id"], where, outcome.describe(), attempt, outcome.elapsed,
         )
