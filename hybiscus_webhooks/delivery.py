@@ -22,8 +22,9 @@ import dramatiq.common
 from dramatiq.middleware import CurrentMessage, Retries
 
 from . import holds, records, settings, signing, tracking
-from .errors import BrokerNotConfigured, DeliveryFailed, DestinationRefused, ImproperlyConfigured
+from .errors import BrokerNotConfigured, DeliveryFailed, DestinationRefused, ImproperlyConfigured, SealBroken
 from .schemas import Webhook, redact_url
+from .sealing import open_endpoint, seal
 from .sender import USER_AGENT, get_sender
 from .slim import DropRetryTraceback
 
@@ -41,7 +42,7 @@ FAILED = "report.failed"
 EVENTS = (COMPLETED, FAILED)
 
 # The URL and auth header travel in the message options, not its arguments: Dramatiq writes
-# a message's arguments into its log lines, never its options.
+# a message's arguments into its log lines, never its options. MESSAGE_KEYS seal them (sealing.py).
 _ENDPOINT_OPTION = "hybiscus_webhooks_endpoint"
 _DELIVERY_NAMESPACE = uuid.UUID("6f1b4bde-5d7e-4c39-9a53-4c1d1e0f2b6a")
 
@@ -95,15 +96,22 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
                      delivery["task_id"], wait)
         broker.enqueue(message, delay=wait)
         return
-    endpoint = message.options[_ENDPOINT_OPTION]
     retries = message.options.get("retries", 0)
     attempt = retries + 1
-    body, headers = request_of(delivery, endpoint["auth_header"])
+    try:
+        endpoint = open_endpoint(message.options[_ENDPOINT_OPTION], settings.get().MESSAGE_KEYS)
+    except SealBroken as exc:
+        # Not an attempt, and never a lost webhook: retried, then dead-lettered for `redeliver`
+        # once the keys are right again.
+        logger.error("Cannot send %s of task %s to %s: %s", delivery["event"], delivery["task_id"],
+                     delivery["endpoint"], exc)
+        raise
+    body, headers = request_of(delivery, endpoint.auth_header)
 
     where = delivery["endpoint"]
     started = tracking.now()
     try:
-        outcome = get_sender().post(endpoint["url"], body, headers)
+        outcome = get_sender().post(endpoint.url, body, headers)
     except DestinationRefused as exc:
         logger.warning(
             "Refused %s of task %s to host %s, for good (no retries): %s",
@@ -209,7 +217,7 @@ def send(event: str, task_id: str, webhook: Webhook, *, broker: dramatiq.Broker 
         "report_url": template.format(task_id=quote(task_id, safe="")),
         "endpoint": redact_url(webhook.url),
     }
-    secret_options: dict[str, Any] = {_ENDPOINT_OPTION: {"url": webhook.url, "auth_header": webhook.auth_header}}
+    secret_options: dict[str, Any] = {_ENDPOINT_OPTION: seal(webhook, settings.get().MESSAGE_KEYS)}
     actor.send_with_options(args=(delivery,), **secret_options)
     tracking.pending(delivery)
     return str(delivery["id"])
