@@ -171,6 +171,8 @@ def install(broker: dramatiq.Broker | None = None) -> dramatiq.Actor[Any, Any]:
             broker.add_middleware(CurrentMessage())
         if not any(isinstance(middleware, DropRetryTraceback) for middleware in broker.middleware):
             broker.add_middleware(DropRetryTraceback(actor_name=ACTOR_NAME))
+        if not any(isinstance(middleware, records.FlushRecords) for middleware in broker.middleware):
+            broker.add_middleware(records.FlushRecords())
         options: dict[str, Any] = {
             "max_retries": MAX_RETRIES,
             "min_backoff": RETRY_BASE_MILLIS,
