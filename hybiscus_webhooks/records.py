@@ -236,7 +236,9 @@ class _Writer:
     def _run(self) -> None:
         while True:
             with self._changed:
-                self._changed.wait_for(lambda: bool(self._waiting))
+                if not self._changed.wait_for(lambda: bool(self._waiting), _WRITER_IDLE_SECONDS):
+                    self._thread = None  # The next write starts another.
+                    return
                 batch = [self._waiting.popleft() for _ in range(min(BATCH_SIZE, len(self._waiting)))]
             try:
                 self._send(batch)
@@ -248,6 +250,8 @@ class _Writer:
 
 
 _writers: weakref.WeakSet[_Writer] = weakref.WeakSet()
+# An idle writer's thread ends, so that a backend nobody uses any more can go.
+_WRITER_IDLE_SECONDS = 5.0
 
 
 def flush(timeout: float = 4 * REDIS_TIMEOUT) -> bool:
@@ -300,6 +304,11 @@ class RedisRecords(RecordsBackend):
     def flush(self, timeout: float = 4 * REDIS_TIMEOUT) -> bool:
         """Wait until every write queued so far has been sent (or has failed); False on timeout."""
         return self._writer.flush(timeout)
+
+    def close(self) -> None:
+        """Send what is waiting, then close the connections."""
+        self.flush()
+        self.client.close()
 
     def _send(self, writes: list[_Write]) -> None:
         # One round trip and one transaction for the whole batch, in the order the writes came.
@@ -480,7 +489,9 @@ def current() -> RecordsBackend | None:
 def _forget() -> None:
     global _from_settings
     with _lock:
-        _from_settings = None
+        forgotten, _from_settings = _from_settings, None
+    if forgotten is not None and isinstance(forgotten[0], RedisRecords):
+        forgotten[0].close()
 
 
 settings.on_reload(_forget)

@@ -214,6 +214,7 @@ def test_writes_from_many_threads_leave_in_batches_and_each_delivery_ends_in_its
     assert len(found) == 400 and {record.state for record in found} == {DELIVERED}
     assert all(record.next_attempt_at is None and len(record.attempts) == 2 for record in found)
     assert sum(batches) == 1200 and len(batches) < 1200  # Fewer round trips than writes.
+    backend.close()
 
 
 def test_a_stalled_redis_costs_a_bounded_queue_and_the_dropped_writes_are_counted(
@@ -259,3 +260,18 @@ def test_a_worker_sends_its_last_record_writes_when_it_stops(redis_prefix: str) 
     client = redis_client(REDIS_URL)
     assert client.hget(redis_prefix + "delivery:" + delivery()["id"], "state") == PENDING
     client.close()
+    backend.close()
+
+
+def test_an_idle_writer_thread_ends_and_the_next_write_starts_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(records_module, "_WRITER_IDLE_SECONDS", 0.05)
+    backend = RedisRecords(redis_client("redis://127.0.0.1:1/0"), key_prefix="unused:", retention=60)
+    sent: list[int] = []
+    backend._writer._send = lambda writes: sent.append(len(writes))
+    backend.write(delivery(n=1), state=PENDING, at=1.0)
+    first = backend._writer._thread
+    assert first is not None and backend.flush(timeout=5)
+    first.join(5)
+    assert not first.is_alive() and backend._writer._thread is None
+    backend.write(delivery(n=2), state=PENDING, at=2.0)
+    assert backend.flush(timeout=5) and sent == [1, 1]
