@@ -100,7 +100,7 @@ def commands(text: str) -> list[list[str]]:
 NOT_LITERAL = frozenset({
     "toctree", "list-table", "graphviz", "hybiscus-settings", "hybiscus-schedule", "admonition", "note", "warning",
     "important", "tip", "seealso", "automodule", "autoclass", "autofunction", "autoexception", "autodata",
-    "autoattribute", "automethod", "currentmodule", "module",
+    "autoattribute", "automethod", "currentmodule", "module", "py:module",
 })
 _ANY_DIRECTIVE = re.compile(r"^ *\.\. (?P<name>[\w:-]+)::")
 _FENCE = re.compile(r"^(?P<fence>```+|~~~+) *(?P<language>[\w-]*)")
