@@ -75,7 +75,9 @@ def refused_delivery() -> None:
 
 
 @pytest.mark.redis
-def test_the_separate_workers_and_every_command_line(project: Project, start_process: Callable[..., Process]) -> None:
+def test_the_separate_workers_and_every_command_line(
+    project: Project, start_process: Callable[..., Process]  # noqa: F811 (the fixture imported above)
+) -> None:
     env = environment(project)
     workers = commands(named_block("operations.rst", "operations-separate-workers").code)
     assert [argv[:4] for argv in workers] == [["dramatiq", "myapp.broker", "--queues", "render"],
