@@ -27,6 +27,10 @@ EXECUTED = {
     ("docs/customers.rst", "webhook-request"): "tests/test_docs_customers.py",
     ("docs/quickstart.rst", "quickstart-run"): "tests/test_docs_quickstart.py",
     ("README.md", "readme-submission"): "tests/test_docs_customers.py",
+    ("README.md", "readme-run"): "tests/test_readme.py",
+    ("README.md", "readme-curl"): "tests/test_readme.py",
+    ("contrib/README.md", "contrib-receiver"): "tests/contrib/test_receiver.py",
+    ("contrib/README.md", "contrib-report-server"): "tests/e2e/test_stack.py",
 }
 
 _INSTALLS = ("installs from PyPI, which the tests cannot reach; they run in an environment where the package "
