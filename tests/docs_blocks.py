@@ -103,7 +103,7 @@ NOT_LITERAL = frozenset({
     "autoattribute", "automethod", "currentmodule", "module", "py:module",
 })
 _ANY_DIRECTIVE = re.compile(r"^ *\.\. (?P<name>[\w:-]+)::")
-_FENCE = re.compile(r"^(?P<fence>```+|~~~+) *(?P<language>[\w-]*)")
+_FENCE = re.compile(r"^ *(?P<fence>```+|~~~+) *(?P<language>[\w-]*)")  # Indented too: in a list item.
 _MARKDOWN_NAME = re.compile(r"^<!-- name: (?P<name>[\w-]+) -->$")
 
 
@@ -138,9 +138,9 @@ def _markdown_blocks(page: str) -> list[Block]:
         if opening is None:
             continue
         start = index
-        while index < len(lines) and not lines[index].startswith(opening["fence"]):
+        while index < len(lines) and not lines[index].lstrip().startswith(opening["fence"]):
             index += 1
-        named = _MARKDOWN_NAME.match(lines[start - 2]) if start >= 2 else None
+        named = _MARKDOWN_NAME.match(lines[start - 2].strip()) if start >= 2 else None
         options = {"name": named["name"]} if named else {}
         blocks.append(Block(page, start, opening["language"] or "text", "\n".join(lines[start:index]) + "\n", options))
         index += 1

@@ -124,3 +124,16 @@ def test_a_bare_literal_block_or_an_unknown_directive_is_found(tmp_path: Path, m
     monkeypatch.setattr(docs_blocks, "DOCS", tmp_path)
     found = [(block.line, block.language, block.options.get("name")) for block in literal_blocks("docs/page.rst")]
     assert found == [(4, "::", None), (8, ".. literalinclude::", None), (10, "sh", "named")]
+
+
+def test_markdown_fences_are_found_indented_or_not_with_their_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from . import docs_blocks
+
+    (tmp_path / "page.md").write_text(
+        "# Title\n\n<!-- name: first -->\n```sh\necho 1\n```\n\n- a step:\n\n  ~~~\n  echo 2\n  ~~~\n")
+    monkeypatch.setattr(docs_blocks, "ROOT", tmp_path)
+    found = [(block.line, block.language, block.options.get("name"), block.code)
+             for block in literal_blocks("page.md")]
+    assert found == [(4, "sh", "first", "echo 1\n"), (10, "text", None, "  echo 2\n")]
