@@ -66,7 +66,8 @@ _SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
 # Label separators that IDNA maps to a dot, so "127。0。0。1" is 127.0.0.1 to a resolver.
 _DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 _IPV4_NUMBER = re.compile(r"0[xX][0-9a-fA-F]*|0[0-7]+|[1-9][0-9]*|0")
-_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?")
+# Labels of 1 to 63 characters, as IDNA requires.
+_NAME = re.compile(r"[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})*\.?")
 
 
 def embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
@@ -96,6 +97,8 @@ def forbidden_reason(address: Address) -> str | None:
 
 def normalize_host(host: str) -> str:
     """The host as a resolver sees it: IDNA mappings applied (fullwidth digits, ideographic dots), lowercase."""
+    if host.isascii():  # NFKC and the dots change no ASCII character: skip them (most hosts, every request).
+        return host.strip("[]").lower()
     return unicodedata.normalize("NFKC", host.strip("[]")).translate(_DOTS).lower()
 
 
@@ -105,7 +108,10 @@ def ip_literal(host: str) -> Address | None:
     None when ``host`` is a name. Raises ``InvalidHost`` for something that ends like a number
     but is no address (256.1.1.1, 1.2.3.4.5, 0x7g.1): it must not be left to a resolver to guess.
     """
-    host = normalize_host(host)
+    return _ip_literal(normalize_host(host))
+
+
+def _ip_literal(host: str) -> Address | None:
     if ":" in host:
         try:
             return ipaddress.IPv6Address(host.split("%", 1)[0])
@@ -144,14 +150,17 @@ def ascii_host(host: str) -> str:
 
     Raises ``InvalidHost`` when ``host`` is neither.
     """
-    address = ip_literal(host)
+    normalized = normalize_host(host)
+    address = _ip_literal(normalized)
     if address is not None:
         return str(address)
-    normalized = normalize_host(host)
-    try:
-        encoded = normalized.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        raise InvalidHost("not a valid host name") from None
+    if normalized.isascii():
+        encoded = normalized  # IDNA keeps ASCII labels as they are and only checks their length, as _NAME does.
+    else:
+        try:
+            encoded = normalized.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            raise InvalidHost("not a valid host name") from None
     if not _NAME.fullmatch(encoded) or len(encoded.rstrip(".")) > 253:
         raise InvalidHost("not a valid host name")
     return encoded.rstrip(".")
