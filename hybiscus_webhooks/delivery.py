@@ -21,10 +21,10 @@ import dramatiq.broker
 import dramatiq.common
 from dramatiq.middleware import CurrentMessage, Retries
 
-from . import holds, records, settings, signing, tracking
+from . import holds, metrics, records, settings, signing, slow_destinations, tracking
 from .errors import BrokerNotConfigured, DeliveryFailed, DestinationRefused, ImproperlyConfigured
 from .schemas import Webhook, redact_url
-from .sender import USER_AGENT, get_sender
+from .sender import USER_AGENT, Outcome, get_sender
 from .slim import DropRetryTraceback
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ EVENTS = (COMPLETED, FAILED)
 # The URL and auth header travel in the message options, not its arguments: Dramatiq writes
 # a message's arguments into its log lines, never its options.
 _ENDPOINT_OPTION = "hybiscus_webhooks_endpoint"
+# How many times a delivery was put back for a slot at a slow destination since its last attempt.
+_DEFERRALS_OPTION = "hybiscus_webhooks_deferrals"
 _DELIVERY_NAMESPACE = uuid.UUID("6f1b4bde-5d7e-4c39-9a53-4c1d1e0f2b6a")
 
 
@@ -96,14 +98,23 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
         broker.enqueue(message, delay=wait)
         return
     endpoint = message.options[_ENDPOINT_OPTION]
+    tracker = slow_destinations.current()
+    destination = None if tracker is None else slow_destinations.destination_of(endpoint["url"])
+    if tracker is not None and destination is not None:
+        turn = tracker.enter(destination, waited=_DEFERRALS_OPTION in message.options)
+        if turn is not None:
+            _defer(broker, message, delivery, destination, int(turn * 1000), hold_limit)
+            return
+    # From here on it is an attempt: a retry it may lead to starts with no deferrals.
+    message.options.pop(_DEFERRALS_OPTION, None)
     retries = message.options.get("retries", 0)
     attempt = retries + 1
-    body, headers = request_of(delivery, endpoint["auth_header"])
-
     where = delivery["endpoint"]
     started = tracking.now()
+    answered: Outcome | None = None
     try:
-        outcome = get_sender().post(endpoint["url"], body, headers)
+        body, headers = request_of(delivery, endpoint["auth_header"])
+        outcome = answered = get_sender().post(endpoint["url"], body, headers)
     except DestinationRefused as exc:
         logger.warning(
             "Refused %s of task %s to host %s, for good (no retries): %s",
@@ -111,6 +122,9 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
         )
         tracking.refused(delivery, number=attempt, started=started)
         raise
+    finally:
+        if tracker is not None and destination is not None:
+            _leave(tracker, destination, answered)
     last = retries >= MAX_RETRIES
     tracking.attempted(delivery, endpoint, number=attempt, started=started, outcome=outcome,
                        retry_in=None if outcome.ok or last else backoff_millis(retries))
@@ -133,6 +147,29 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
     )
     hold = holds.first_hold(message.options, delay, hold_limit, dramatiq.common.current_millis())
     raise dramatiq.Retry("Attempt %d to %s failed: %s." % (attempt, where, outcome.describe()), delay=hold)
+
+
+def _defer(broker: dramatiq.Broker, message: dramatiq.Message[Any], delivery: Mapping[str, Any],
+           destination: slow_destinations.Destination, wait: int, hold_limit: int | None) -> None:
+    # Not an attempt: the retry count, the records and the schedule of the attempts stay as they are.
+    message.options[_DEFERRALS_OPTION] = message.options.get(_DEFERRALS_OPTION, 0) + 1
+    logger.debug("%s of task %s waits %d ms for a free slot at slow destination %s.", delivery["event"],
+                 delivery["task_id"], wait, slow_destinations.describe(destination))
+    metrics.deferred(delivery["event"])
+    broker.enqueue(message, delay=holds.first_hold(message.options, wait, hold_limit,
+                                                   dramatiq.common.current_millis()))
+
+
+def _leave(tracker: slow_destinations.SlowDestinations, destination: slow_destinations.Destination,
+           outcome: Outcome | None) -> None:
+    elapsed, error = (0.0, None) if outcome is None else (outcome.elapsed, outcome.error)
+    if tracker.leave(destination, elapsed=elapsed, error=error):
+        logger.info(
+            "Destination %s is slow (%s): for the next %d s this process runs at most %d attempts at once to "
+            "the slow destinations; their other deliveries wait on the queue for a free slot.",
+            slow_destinations.describe(destination), error or "%.1f s" % elapsed, tracker.policy.mark_seconds,
+            tracker.policy.slots,
+        )
 
 
 def _host(endpoint: str) -> str:
