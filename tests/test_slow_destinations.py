@@ -8,8 +8,10 @@ from typing import Any
 
 import dramatiq
 import pytest
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
+from prometheus_client import CollectorRegistry
 
 from hybiscus_webhooks import ImproperlyConfigured, Webhook, records, settings
 from hybiscus_webhooks.delivery import COMPLETED, send
@@ -177,7 +179,7 @@ class Processed(Middleware):
         self.count = 0
         self._changed = threading.Condition()
 
-    def after_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message[Any], *,
+    def after_process_message(self, broker: dramatiq.Broker, message: MessageProxy, *,
                               result: Any = None, exception: BaseException | None = None) -> None:
         with self._changed:
             self.count += 1
@@ -209,8 +211,9 @@ def test_a_deferred_delivery_is_no_attempt_is_not_lost_and_goes_once_a_slot_free
     processed = Processed()
     stub_broker.add_middleware(processed)
     # Every attempt is slow: the first one marks the destination.
+    registry = CollectorRegistry()
     settings.configure(REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True, SLOW_DESTINATION_SECONDS=1e-9,
-                       SLOW_DESTINATION_SLOTS=1)
+                       SLOW_DESTINATION_SLOTS=1, METRICS_REGISTRY=registry)
     memory = MemoryRecords()
     records.use(memory)
     held = Held()
@@ -251,6 +254,9 @@ def test_a_deferred_delivery_is_no_attempt_is_not_lost_and_goes_once_a_slot_free
     assert deferred.state == "delivered"
     assert [attempt.number for attempt in deferred.attempts] == [1]
     assert stub_broker.dead_letters == []
+    # Two waits and three attempts, one each.
+    assert registry.get_sample_value("hybiscus_webhooks_deferred_total", {"event": COMPLETED}) == 2
+    assert registry.get_sample_value("hybiscus_webhooks_attempts_total", {"event": COMPLETED, "outcome": "2xx"}) == 3
     text = caplog.text
     assert "waits 250 ms for a free slot at slow destination http://127.0.0.1:%d" % listener.port in text
     assert "Destination http://127.0.0.1:%d is slow" % listener.port in text
