@@ -124,7 +124,8 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
         raise
     finally:
         if tracker is not None and destination is not None:
-            _leave(tracker, destination, answered)
+            elapsed, error = (0.0, None) if answered is None else (answered.elapsed, answered.error)
+            tracker.leave(destination, elapsed=elapsed, error=error)
     last = retries >= MAX_RETRIES
     tracking.attempted(delivery, endpoint, number=attempt, started=started, outcome=outcome,
                        retry_in=None if outcome.ok or last else backoff_millis(retries))
@@ -160,18 +161,6 @@ def _defer(broker: dramatiq.Broker, message: dramatiq.Message[Any], delivery: Ma
     metrics.deferred(delivery["event"])
     broker.enqueue(message, delay=holds.first_hold(message.options, wait, hold_limit,
                                                    dramatiq.common.current_millis()))
-
-
-def _leave(tracker: slow_destinations.SlowDestinations, destination: slow_destinations.Destination,
-           outcome: Outcome | None) -> None:
-    elapsed, error = (0.0, None) if outcome is None else (outcome.elapsed, outcome.error)
-    if tracker.leave(destination, elapsed=elapsed, error=error):
-        logger.info(
-            "Destination %s is slow (%s): for the next %d s this process runs at most %d attempts at once to "
-            "the slow destinations; their other deliveries wait on the queue for a free slot.",
-            slow_destinations.describe(destination), error or "%.1f s" % elapsed, tracker.policy.mark_seconds,
-            tracker.policy.slots,
-        )
 
 
 def _host(endpoint: str) -> str:

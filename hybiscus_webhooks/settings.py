@@ -284,11 +284,11 @@ _DEFINITIONS = [
     ),
     Definition(
         "SLOW_DESTINATION_SECONDS", 5.0, _positive_seconds, type="float",
-        doc="An attempt that takes this long or more, or times out, marks its destination (scheme, host and "
-        "port) slow in its worker process for 60 s after it.",
+        doc="An attempt that takes this long or more (or is still unanswered after this long), or times out, "
+        "marks its destination (scheme, host and port) slow in its worker process for 60 s after it.",
     ),
     Definition(
-        "SLOW_DESTINATION_SLOTS", 2, _optional_int_at_least(1), type="int | None",
+        "SLOW_DESTINATION_SLOTS", 1, _optional_int_at_least(1), type="int | None",
         doc="Most attempts that one worker process runs at once to all the destinations marked slow together; "
         "keep it below the worker's --threads. A delivery that finds no free slot waits on the queue for its "
         "turn, without counting as an attempt. None: no limit.",

@@ -1,7 +1,9 @@
 """Keeps destinations that answer slowly, or never, from taking every thread of a worker process.
 
 An attempt that takes ``SLOW_DESTINATION_SECONDS`` or more, or times out, marks its destination
-(scheme, host and port) slow in this process until ``MARK_SECONDS`` after it. Attempts to all the
+(scheme, host and port) slow in this process until ``MARK_SECONDS`` after it; so does an attempt still
+running after that long with no other attempt to the destination ended meanwhile, so that threads
+stop piling onto a destination that hangs before its first timeout. Attempts to all the
 destinations marked slow share ``SLOW_DESTINATION_SLOTS`` threads; the other threads stay free for
 everyone else. A delivery to a slow destination that finds no free slot is not attempted: the
 delivery actor puts it back on the queue for its turn, which the tracker hands out one slow attempt's
@@ -10,6 +12,7 @@ time apart, so that each delivery waits about once rather than coming back again
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -20,10 +23,15 @@ import dramatiq.common
 
 from . import settings
 
+logger = logging.getLogger(__name__)
+
 #: How long a destination stays marked slow after its last slow attempt.
 MARK_SECONDS = 60.0
 #: Least wait of a deferred delivery, so that it never spins on the queue.
 MIN_DEFER_SECONDS = 0.25
+#: A wait for a turn longer than this is logged as a WARNING, at most once per MARK_SECONDS: the slow
+#: destinations get more deliveries than their slots can attempt.
+LONG_WAIT_SECONDS = 300.0
 
 #: (scheme, host, port) of a webhook URL.
 Destination = tuple[str, str, int]
@@ -75,6 +83,8 @@ class _State:
     marked_until: float = float("-inf")
     # Seconds of its last slow attempt: how long a slot it takes stays taken.
     slow_attempt: float = 0.0
+    # Since when attempts have been in flight with none of them ending.
+    busy_since: float = 0.0
 
 
 class SlowDestinations:
@@ -87,6 +97,7 @@ class SlowDestinations:
         self._states: dict[Destination, _State] = {}
         # When the next deferred delivery gets its turn at a slot.
         self._next_turn = float("-inf")
+        self._warned_at = float("-inf")
 
     def enter(self, destination: Destination, *, waited: bool = False) -> float | None:
         """Start an attempt to ``destination``: None if it may go now, else the seconds to defer it by.
@@ -99,6 +110,9 @@ class SlowDestinations:
             state = self._states.get(destination)
             if state is None:
                 state = self._states[destination] = _State()
+            stuck = now - state.busy_since
+            if state.in_flight and state.marked_until <= now and stuck >= self.policy.slow_seconds:
+                self._mark(destination, state, now, stuck, "no answer for %.1f s" % stuck)
             slots = self.policy.slots
             if slots is not None and state.marked_until > now:
                 free = self._slow_in_flight(now) < slots
@@ -110,7 +124,16 @@ class SlowDestinations:
                 if not free or (not waited and self._next_turn > now):
                     turn = max(self._next_turn, now + MIN_DEFER_SECONDS)
                     self._next_turn = turn + spacing
+                    if turn - now > LONG_WAIT_SECONDS and now - self._warned_at >= self.policy.mark_seconds:
+                        self._warned_at = now
+                        logger.warning(
+                            "Deliveries to slow destinations now wait %d s for a free slot in this worker process: "
+                            "they get more deliveries than SLOW_DESTINATION_SLOTS = %d can attempt. Raise it (and "
+                            "--threads) if this lasts.", turn - now, slots,
+                        )
                     return turn - now
+            if not state.in_flight:
+                state.busy_since = now
             state.in_flight += 1
             return None
 
@@ -120,11 +143,11 @@ class SlowDestinations:
             now = self.clock()
             state = self._states[destination]
             state.in_flight -= 1
+            state.busy_since = now
             newly = False
             if self.policy.is_slow(elapsed, error):
                 newly = state.marked_until <= now
-                state.marked_until = now + self.policy.mark_seconds
-                state.slow_attempt = elapsed
+                self._mark(destination, state, now, elapsed, error or "an attempt took %.1f s" % elapsed)
             if state.in_flight == 0 and state.marked_until <= now:
                 del self._states[destination]
             return newly
@@ -133,6 +156,16 @@ class SlowDestinations:
         with self._lock:
             state = self._states.get(destination)
             return state is not None and state.marked_until > self.clock()
+
+    def _mark(self, destination: Destination, state: _State, now: float, seconds: float, reason: str) -> None:
+        if state.marked_until <= now:
+            logger.info(
+                "Destination %s is slow (%s): for the next %d s this worker process runs at most %s attempts at "
+                "once to the slow destinations; their other deliveries wait on the queue for a free slot.",
+                describe(destination), reason, self.policy.mark_seconds, self.policy.slots,
+            )
+        state.marked_until = now + self.policy.mark_seconds
+        state.slow_attempt = seconds
 
     def _slow_in_flight(self, now: float) -> int:
         # Only runs for a destination marked slow; forgets the marks that ran out on the way.

@@ -93,6 +93,38 @@ def test_a_slow_attempt_marks_its_destination_until_mark_seconds_after_it() -> N
     assert slow.enter(SLOW) is None and slow.enter(SLOW) is None and slow.enter(SLOW) is None
 
 
+def test_a_destination_with_no_attempt_ending_for_the_threshold_is_marked_before_its_first_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="hybiscus_webhooks.slow_destinations")
+    slow, clock = tracker(slots=1)
+    assert slow.enter(SLOW) is None
+    clock.now += 3
+    assert slow.enter(SLOW) is None
+    clock.now += 1.9
+    assert slow.enter(SLOW) is None  # Not yet: the first has run 4.9 s.
+    clock.now += 0.1
+    # 5 s without an answer: marked now, and the three in flight already take more than the one slot.
+    assert slow.enter(SLOW) == MIN_DEFER_SECONDS
+    assert slow.is_marked(SLOW)
+    assert caplog.messages == [
+        "Destination https://slow.example:443 is slow (no answer for 5.0 s): for the next 60 s this worker "
+        "process runs at most 1 attempts at once to the slow destinations; their other deliveries wait on the "
+        "queue for a free slot."
+    ]
+
+
+def test_attempts_that_keep_ending_never_mark_a_busy_destination() -> None:
+    slow, clock = tracker(slots=1)
+    assert slow.enter(FAST) is None
+    for _ in range(100):
+        # Always one in flight, but each ends within a second: the destination answers.
+        assert slow.enter(FAST) is None
+        clock.now += 0.9
+        assert not slow.leave(FAST, elapsed=0.9, error=None)
+    assert not slow.is_marked(FAST)
+
+
 def mark(slow: SlowDestinations, destination: tuple[str, str, int], seconds: float = 4.0) -> None:
     assert slow.enter(destination) is None
     slow.leave(destination, elapsed=seconds, error="ReadTimeoutError")
@@ -124,6 +156,24 @@ def test_a_deferral_waits_at_least_the_minimum_even_after_fast_slow_attempts() -
     assert slow.enter(SLOW) is None
     assert slow.enter(SLOW) == MIN_DEFER_SECONDS
     assert slow.enter(SLOW) == 2 * MIN_DEFER_SECONDS
+
+
+def test_a_long_line_is_a_warning_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="hybiscus_webhooks.slow_destinations")
+    slow, clock = tracker(slots=1)
+    mark(slow, SLOW, seconds=20.0)
+    assert slow.enter(SLOW) is None
+    waits = [slow.enter(SLOW) for _ in range(17)]
+    assert waits[-2:] == [MIN_DEFER_SECONDS + 300.0, MIN_DEFER_SECONDS + 320.0]
+    assert [record.levelname for record in caplog.records] == ["WARNING"]
+    assert "wait 300 s for a free slot" in caplog.messages[0]
+    assert "SLOW_DESTINATION_SLOTS = 1" in caplog.messages[0]
+    clock.now += MARK_SECONDS - 1
+    slow.enter(SLOW)
+    assert len(caplog.records) == 1
+    clock.now += 1
+    slow.enter(SLOW)
+    assert len(caplog.records) == 2
 
 
 def test_attempts_in_flight_when_a_destination_is_marked_count_against_the_slots() -> None:
