@@ -42,8 +42,11 @@ def parse(argv: list[str]) -> tuple[list[str], Options]:
     parser.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
                         help="a library setting for the worker, VALUE a Python literal; repeatable")
-    parser.add_argument("--signing", action="store_true", help="throughput: sign deliveries (SIGNING_SECRETS)")
-    parser.add_argument("--records", action="store_true", help="throughput: record deliveries in Redis")
+    parser.add_argument("--signing", action="store_true", help="sign every attempt (SIGNING_SECRETS)")
+    parser.add_argument("--records", action="store_true",
+                        help="record deliveries in the run's Redis (RECORDS_REDIS_URL); off by default, even on Redis")
+    parser.add_argument("--sealed", action="store_true", help="seal delivery messages (MESSAGE_KEYS)")
+    parser.add_argument("--production", action="store_true", help="all three: --signing --records --sealed")
     args = parser.parse_args(argv)
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:
@@ -66,15 +69,16 @@ def parse(argv: list[str]) -> tuple[list[str], Options]:
     options.redis_url = args.redis_url
     options.threads = args.threads
     options.settings = settings
-    options.signing = args.signing
-    options.records = args.records
+    options.signing = args.signing or args.production
+    options.records = args.records or args.production
+    options.sealed = args.sealed or args.production
     return list(args.names or BENCHMARKS), options
 
 
 @contextlib.contextmanager
 def redis_for(options: Options) -> Iterator[None]:
     """A private redis-server for the run, unless --redis-url names one."""
-    if options.redis_url or "redis" not in options.brokers:
+    if options.redis_url or ("redis" not in options.brokers and not options.records):
         yield
         return
     if not shutil.which("redis-server"):

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import dramatiq
+import redis
 
 from hybiscus_webhooks import install, report_completed, settings
 from hybiscus_webhooks.delivery import COMPLETED, body_of
@@ -20,18 +21,16 @@ from .services import Receiver, Worker
 
 REPORT_URL = "https://reports.example.com/api/v1/get-report?task_id={task_id}"
 
-# Setting names of features that other issues bring; the switches turn them on once they exist.
+# The switches of a production set-up: signed attempts, sealed messages (one fixed key each; the
+# figures do not depend on the key).
 SIGNING = {"SIGNING_SECRETS": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}
+SEALED = {"MESSAGE_KEYS": ["m4Qn0S1mQ2x8o5e0bW6V0r7d9KcJ3uYtZp1aL2sHf4E="]}
 
 
-def pending_features(options: Options) -> list[str]:
-    """The features asked for that this version of the library does not have yet."""
-    pending = []
-    if options.signing and not set(SIGNING) <= set(settings.DEFINITIONS):
-        pending.append("signing (SIGNING_SECRETS is not a setting yet)")
-    if options.records and not any(name.startswith("RECORD") for name in settings.DEFINITIONS):
-        pending.append("delivery records (no RECORD* setting yet)")
-    return pending
+def switches(options: Options) -> str:
+    """What is on, for the notes: signing, records, sealing."""
+    return "signing %s, records %s, sealed messages %s" % tuple(
+        "on" if on else "off" for on in (options.signing, options.records, options.sealed))
 
 
 class Setup:
@@ -44,8 +43,15 @@ class Setup:
         self.options = options
         # The receivers are on loopback, which the SSRF guard refuses unless told otherwise.
         names: dict[str, Any] = {"REPORT_URL": REPORT_URL, "QUEUE_NAME": self.queue, "ALLOW_PRIVATE_DESTINATIONS": True}
-        if options.signing and set(SIGNING) <= set(settings.DEFINITIONS):
+        if options.signing:
             names.update(SIGNING)
+        if options.sealed:
+            names.update(SEALED)
+        # Records go to the run's Redis, under a prefix of this run that close() deletes; off, they are off
+        # even on a RedisBroker (which would record by default).
+        self.records_prefix = "hwbench-%s:records:" % tag
+        names["RECORDS_REDIS_URL"] = options.redis_url if options.records else False
+        names["RECORDS_KEY_PREFIX"] = self.records_prefix
         names.update(options.settings)
         names.update(extra_settings or {})
         self.config: dict[str, Any] = {
@@ -83,6 +89,11 @@ class Setup:
     def close(self) -> None:
         try:
             delete_queues(self.broker, [self.queue, self.naive_queue])
+            if self.options.records and self.options.redis_url:
+                client = redis.Redis.from_url(self.options.redis_url)
+                for key in client.scan_iter(match=self.records_prefix + "*", count=1000):
+                    client.delete(key)
+                client.close()
         finally:
             self.broker.close()
             settings.reload()

@@ -27,6 +27,7 @@ class Options:
     settings: dict[str, Any] = field(default_factory=dict)
     signing: bool = False
     records: bool = False
+    sealed: bool = False
     quick: bool = False
 
     @classmethod

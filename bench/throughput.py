@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .common import Results, Row, cpu_seconds, median
-from .deliveries import Setup, drain, pending_features, rate
+from .deliveries import Setup, drain, rate, switches
 from .options import Options
 from .services import Receiver, fast_receiver
 
@@ -11,14 +11,12 @@ NAME = "throughput"
 
 
 def main(results: Results, options: Options) -> None:
-    pending = pending_features(options)
+    results.note("throughput: %s" % switches(options))
     with fast_receiver() as receiver:
         if receiver.kind != "nginx":
             results.note("throughput: the receiver is the Python fallback, not nginx")
         for kind in options.brokers:
             run(results, options, kind, receiver)
-    if pending:
-        results.note("throughput ran WITHOUT " + "; ".join(pending) + ": those figures are pending")
 
 
 def run(results: Results, options: Options, kind: str, receiver: Receiver) -> None:

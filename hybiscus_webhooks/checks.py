@@ -165,6 +165,10 @@ def check_signing_and_metrics(values: Settings) -> list[Finding]:
     count = len(values.SIGNING_SECRETS)
     findings = [Finding(OK, "webhooks are signed with %d secret(s)." % count) if count
                 else Finding(NOTE, "webhooks are not signed: set SIGNING_SECRETS so receivers can verify them.")]
+    keys = len(values.MESSAGE_KEYS)
+    findings.append(Finding(OK, "delivery messages are sealed (%d key(s) in MESSAGE_KEYS)." % keys) if keys
+                    else Finding(NOTE, "delivery messages carry URLs and auth headers in clear: set MESSAGE_KEYS "
+                                 "(`hybiscus-webhooks new-key`) so the broker and Dramatiq's logs never hold them."))
     if values.METRICS_REGISTRY is False:
         findings.append(Finding(NOTE, "metrics are off (METRICS_REGISTRY = False)."))
     elif metrics.get() is None:

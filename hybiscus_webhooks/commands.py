@@ -1,4 +1,4 @@
-"""The operations subcommands of ``hybiscus-webhooks``: check, deliveries, redeliver, send-test.
+"""The operations subcommands of ``hybiscus-webhooks``: check, deliveries, redeliver, send-test, new-key.
 
 Exit codes: 0 all well; 1 the answer is bad news (warnings, nothing found, a failed test send);
 2 a usage or configuration error; 3 a test send that got no answer; 4 a test send that was refused.
@@ -24,6 +24,7 @@ from .errors import DestinationRefused, HybiscusWebhooksError, InvalidWebhooks
 from .records import DeliveryRecord
 from .redelivery import redeliver as redeliver_task
 from .schemas import load_webhooks, redact_url
+from .sealing import new_key
 from .sender import get_sender
 
 #: Characters of an answer shown in the table; --json shows all that was kept.
@@ -164,6 +165,11 @@ def send_test(args: argparse.Namespace) -> int:
     return 0 if outcome.ok else 1
 
 
+def print_new_key(args: argparse.Namespace) -> int:
+    print(new_key())
+    return 0
+
+
 def check(args: argparse.Namespace) -> int:
     try:
         return _check(args)
@@ -256,4 +262,9 @@ def add_commands(commands: Any) -> None:
     parser.add_argument("--auth-header", metavar="TOKEN", help="sent as Authorization: Bearer TOKEN; - reads stdin")
     parser.add_argument("--event", choices=EVENTS, default=COMPLETED)
     parser.set_defaults(run=_run(send_test))
+
+    parser = commands.add_parser(
+        "new-key", help="print a new random key for MESSAGE_KEYS (put it first in the list of every process)",
+    )
+    parser.set_defaults(run=print_new_key)
 

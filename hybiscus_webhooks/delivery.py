@@ -22,8 +22,9 @@ import dramatiq.common
 from dramatiq.middleware import CurrentMessage, Retries
 
 from . import holds, metrics, records, settings, signing, slow_destinations, tracking
-from .errors import BrokerNotConfigured, DeliveryFailed, DestinationRefused, ImproperlyConfigured
+from .errors import BrokerNotConfigured, DeliveryFailed, DestinationRefused, ImproperlyConfigured, SealBroken
 from .schemas import Webhook, redact_url
+from .sealing import open_endpoint, seal
 from .sender import USER_AGENT, Outcome, get_sender
 from .slim import DropRetryTraceback
 
@@ -41,7 +42,7 @@ FAILED = "report.failed"
 EVENTS = (COMPLETED, FAILED)
 
 # The URL and auth header travel in the message options, not its arguments: Dramatiq writes
-# a message's arguments into its log lines, never its options.
+# a message's arguments into its log lines, never its options. MESSAGE_KEYS seal them (sealing.py).
 _ENDPOINT_OPTION = "hybiscus_webhooks_endpoint"
 # How many times a delivery was put back for a slot at a slow destination since its last attempt.
 _DEFERRALS_OPTION = "hybiscus_webhooks_deferrals"
@@ -97,9 +98,16 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
                      delivery["task_id"], wait)
         broker.enqueue(message, delay=wait)
         return
-    endpoint = message.options[_ENDPOINT_OPTION]
+    try:
+        endpoint = open_endpoint(message.options[_ENDPOINT_OPTION], settings.get().MESSAGE_KEYS)
+    except SealBroken as exc:
+        # Not an attempt, and never a lost webhook: retried, then dead-lettered for `redeliver`
+        # once the keys are right again.
+        logger.error("Cannot send %s of task %s to %s: %s", delivery["event"], delivery["task_id"],
+                     delivery["endpoint"], exc)
+        raise
     tracker = slow_destinations.current()
-    destination = None if tracker is None else slow_destinations.destination_of(endpoint["url"])
+    destination = None if tracker is None else slow_destinations.destination_of(endpoint.url)
     if tracker is not None and destination is not None:
         turn = tracker.enter(destination, waited=_DEFERRALS_OPTION in message.options)
         if turn is not None:
@@ -113,8 +121,8 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
     started = tracking.now()
     answered: Outcome | None = None
     try:
-        body, headers = request_of(delivery, endpoint["auth_header"])
-        outcome = answered = get_sender().post(endpoint["url"], body, headers)
+        body, headers = request_of(delivery, endpoint.auth_header)
+        outcome = answered = get_sender().post(endpoint.url, body, headers)
     except DestinationRefused as exc:
         logger.warning(
             "Refused %s of task %s to host %s, for good (no retries): %s",
@@ -191,6 +199,8 @@ def install(broker: dramatiq.Broker | None = None) -> dramatiq.Actor[Any, Any]:
             broker.add_middleware(CurrentMessage())
         if not any(isinstance(middleware, DropRetryTraceback) for middleware in broker.middleware):
             broker.add_middleware(DropRetryTraceback(actor_name=ACTOR_NAME))
+        if not any(isinstance(middleware, records.FlushRecords) for middleware in broker.middleware):
+            broker.add_middleware(records.FlushRecords())
         options: dict[str, Any] = {
             "max_retries": MAX_RETRIES,
             "min_backoff": RETRY_BASE_MILLIS,
@@ -237,7 +247,7 @@ def send(event: str, task_id: str, webhook: Webhook, *, broker: dramatiq.Broker 
         "report_url": template.format(task_id=quote(task_id, safe="")),
         "endpoint": redact_url(webhook.url),
     }
-    secret_options: dict[str, Any] = {_ENDPOINT_OPTION: {"url": webhook.url, "auth_header": webhook.auth_header}}
+    secret_options: dict[str, Any] = {_ENDPOINT_OPTION: seal(webhook, settings.get().MESSAGE_KEYS)}
     actor.send_with_options(args=(delivery,), **secret_options)
     tracking.pending(delivery)
     return str(delivery["id"])

@@ -38,3 +38,7 @@ class DestinationRefused(HybiscusWebhooksError):
 
 class UnsafeHeader(DestinationRefused):
     """A header value holds CR, LF or another control character, so the request is never sent nor retried."""
+
+
+class SealBroken(HybiscusWebhooksError):
+    """A delivery message's endpoint is sealed, and none of MESSAGE_KEYS opens it."""

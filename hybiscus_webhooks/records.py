@@ -7,19 +7,22 @@ operator needs and nothing secret: the endpoint is scheme, host, port and path o
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
 import math
+import os
 import threading
 import weakref
 from abc import ABC, abstractmethod
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
 
-from . import brokers, settings
+from . import brokers, metrics, settings
 from .errors import ImproperlyConfigured
 
 if TYPE_CHECKING:
@@ -40,6 +43,13 @@ RESPONSE_HEAD_BYTES = 512
 MAX_ATTEMPTS = 50
 #: Seconds a records write may wait on Redis: a record is never worth delaying a delivery.
 REDIS_TIMEOUT = 0.5
+#: Most record writes sent to Redis in one round trip.
+BATCH_SIZE = 500
+#: Record writes that may wait for Redis; beyond them new ones are dropped (and counted), so that a
+#: stalled Redis never fills a worker's memory.
+MAX_WAITING_WRITES = 20_000
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -171,6 +181,101 @@ class MemoryRecords(RecordsBackend):
         return found[:limit]
 
 
+@dataclass(frozen=True)
+class _Write:
+    delivery_id: str
+    fields: dict[str | bytes, str]
+    state: str
+    at: float
+    attempt: Attempt | None
+    next_attempt_at: float | None
+    only_if_new: bool
+
+
+class _Writer:
+    """Sends a backend's writes from a thread of its own, all that are waiting in one round trip.
+
+    A delivery thread only appends to a queue. Under load, writes pile up while a batch is on its
+    way and leave together; when idle, each leaves at once.
+    """
+
+    def __init__(self, send: Callable[[list[_Write]], None],
+                 failed: Callable[[list[_Write], BaseException | None], None]) -> None:
+        self._send = send
+        self._failed = failed
+        self._reset()
+        _writers.add(self)
+
+    def _reset(self) -> None:
+        # Also in a forked child: the parent's thread and lock state do not come along.
+        self._changed = threading.Condition()
+        self._waiting: deque[_Write] = deque()
+        self._queued = self._done = 0
+        self._thread: threading.Thread | None = None
+
+    def put(self, write: _Write) -> None:
+        with self._changed:
+            if len(self._waiting) >= MAX_WAITING_WRITES:
+                dropped = True
+            else:
+                dropped = False
+                self._waiting.append(write)
+                self._queued += 1
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="hybiscus-webhooks-records", daemon=True)
+                    self._thread.start()
+                self._changed.notify_all()
+        if dropped:
+            self._failed([write], None)
+
+    def flush(self, timeout: float) -> bool:
+        with self._changed:
+            target = self._queued
+            return self._changed.wait_for(lambda: self._done >= target, timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                if not self._changed.wait_for(lambda: bool(self._waiting), _WRITER_IDLE_SECONDS):
+                    self._thread = None  # The next write starts another.
+                    return
+                batch = [self._waiting.popleft() for _ in range(min(BATCH_SIZE, len(self._waiting)))]
+            try:
+                self._send(batch)
+            except Exception as exc:
+                self._failed(batch, exc)
+            with self._changed:
+                self._done += len(batch)
+                self._changed.notify_all()
+
+
+_writers: weakref.WeakSet[_Writer] = weakref.WeakSet()
+# An idle writer's thread ends, so that a backend nobody uses any more can go.
+_WRITER_IDLE_SECONDS = 5.0
+
+
+def flush(timeout: float = 4 * REDIS_TIMEOUT) -> bool:
+    """Wait until every record write of this process so far has been sent; False if one took too long."""
+    flushed = [writer.flush(timeout) for writer in list(_writers)]  # Every one, even after a timeout.
+    return all(flushed)
+
+
+class FlushRecords(dramatiq.Middleware):
+    """Sends a worker's last record writes when it shuts down (``install`` adds it)."""
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        flush()
+
+
+def _forget_writes_of_parent() -> None:
+    for writer in list(_writers):
+        writer._reset()
+
+
+os.register_at_fork(after_in_child=_forget_writes_of_parent)
+atexit.register(flush)
+
+
 class RedisRecords(RecordsBackend):
     """Records in Redis: a hash per delivery, a list of its attempts, a set per task, an index of failures.
 
@@ -181,6 +286,7 @@ class RedisRecords(RecordsBackend):
         self.client = client
         self.key_prefix = key_prefix
         self.retention = retention
+        self._writer = _Writer(self._send, self._failed)
 
     def _key(self, kind: str, name: str = "") -> str:
         return "%s%s:%s" % (self.key_prefix, kind, name) if name else self.key_prefix + kind
@@ -189,38 +295,61 @@ class RedisRecords(RecordsBackend):
         self, delivery: Mapping[str, Any], *, state: str, at: float, attempt: Attempt | None = None,
         next_attempt_at: float | None = None, only_if_new: bool = False,
     ) -> None:
-        delivery_key = self._key("delivery", delivery["id"])
-        attempts_key = self._key("attempts", delivery["id"])
-        task_key = self._key("task", delivery["task_id"])
-        failed_key = self._key("failed")
-        ttl = max(1, math.ceil(self.retention))
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(delivery_key, mapping={
+        """Queue the write for this process's writer thread: the caller never waits on Redis."""
+        fields: dict[str | bytes, str] = {
             "task_id": delivery["task_id"], "event": delivery["event"], "endpoint": delivery["endpoint"],
-        })
-        if only_if_new:
-            pipe.hsetnx(delivery_key, "state", state)
-            pipe.hsetnx(delivery_key, "updated_at", repr(at))
-        else:
-            pipe.hset(delivery_key, mapping={"state": state, "updated_at": repr(at)})
-            if next_attempt_at is None:
-                pipe.hdel(delivery_key, "next_attempt_at")
+        }
+        self._writer.put(_Write(delivery["id"], fields, state, at, attempt, next_attempt_at, only_if_new))
+
+    def flush(self, timeout: float = 4 * REDIS_TIMEOUT) -> bool:
+        """Wait until every write queued so far has been sent (or has failed); False on timeout."""
+        return self._writer.flush(timeout)
+
+    def close(self) -> None:
+        """Send what is waiting, then close the connections."""
+        self.flush()
+        self.client.close()
+
+    def _send(self, writes: list[_Write]) -> None:
+        # One round trip and one transaction for the whole batch, in the order the writes came.
+        ttl = max(1, math.ceil(self.retention))
+        failed_key = self._key("failed")
+        pipe = self.client.pipeline(transaction=True)
+        for write in writes:
+            delivery_key = self._key("delivery", write.delivery_id)
+            attempts_key = self._key("attempts", write.delivery_id)
+            task_key = self._key("task", write.fields["task_id"])
+            if write.only_if_new:
+                pipe.hset(delivery_key, mapping=write.fields)
+                pipe.hsetnx(delivery_key, "state", write.state)
+                pipe.hsetnx(delivery_key, "updated_at", repr(write.at))
             else:
-                pipe.hset(delivery_key, "next_attempt_at", repr(next_attempt_at))
-            if state in FAILED_STATES:
-                pipe.zadd(failed_key, {delivery["id"]: at})
-                pipe.zremrangebyscore(failed_key, "-inf", at - self.retention)
-                pipe.expire(failed_key, ttl)
-            else:
-                pipe.zrem(failed_key, delivery["id"])
-        if attempt is not None:
-            pipe.rpush(attempts_key, json.dumps(asdict(attempt), separators=(",", ":")))
-            pipe.ltrim(attempts_key, -MAX_ATTEMPTS, -1)
-            pipe.expire(attempts_key, ttl)
-        pipe.sadd(task_key, delivery["id"])
-        pipe.expire(task_key, ttl)
-        pipe.expire(delivery_key, ttl)
+                pipe.hset(delivery_key, mapping={**write.fields, "state": write.state, "updated_at": repr(write.at)})
+                if write.next_attempt_at is None:
+                    pipe.hdel(delivery_key, "next_attempt_at")
+                else:
+                    pipe.hset(delivery_key, "next_attempt_at", repr(write.next_attempt_at))
+                if write.state in FAILED_STATES:
+                    pipe.zadd(failed_key, {write.delivery_id: write.at})
+                    pipe.zremrangebyscore(failed_key, "-inf", write.at - self.retention)
+                    pipe.expire(failed_key, ttl)
+                else:
+                    pipe.zrem(failed_key, write.delivery_id)
+            if write.attempt is not None:
+                pipe.rpush(attempts_key, json.dumps(asdict(write.attempt), separators=(",", ":")))
+                pipe.ltrim(attempts_key, -MAX_ATTEMPTS, -1)
+                pipe.expire(attempts_key, ttl)
+            pipe.sadd(task_key, write.delivery_id)
+            pipe.expire(task_key, ttl)
+            pipe.expire(delivery_key, ttl)
         pipe.execute()
+
+    def _failed(self, writes: list[_Write], exc: BaseException | None) -> None:
+        # The class name only: a Redis error's text can hold addresses, never worth the risk.
+        logger.warning("Could not record %d write(s) in %s: %s.", len(writes), self.describe(),
+                       "too many waiting for Redis" if exc is None else type(exc).__name__)
+        for _ in writes:
+            metrics.record_failed()
 
     def _read(self, delivery_ids: list[str]) -> list[DeliveryRecord]:
         pipe = self.client.pipeline(transaction=False)
@@ -242,13 +371,16 @@ class RedisRecords(RecordsBackend):
         return records
 
     def get(self, delivery_id: str) -> DeliveryRecord | None:
+        flush()  # This process's own writes first.
         found = self._read([delivery_id])
         return found[0] if found else None
 
     def for_task(self, task_id: str) -> list[DeliveryRecord]:
+        flush()  # This process's own writes first.
         return _ordered(self._read(sorted(self.client.smembers(self._key("task", task_id)))))
 
     def failed(self, *, limit: int = 100) -> list[DeliveryRecord]:
+        flush()  # This process's own writes first.
         delivery_ids = self.client.zrevrange(self._key("failed"), 0, max(0, limit - 1))
         return self._read(list(delivery_ids))
 
@@ -357,7 +489,9 @@ def current() -> RecordsBackend | None:
 def _forget() -> None:
     global _from_settings
     with _lock:
-        _from_settings = None
+        forgotten, _from_settings = _from_settings, None
+    if forgotten is not None and isinstance(forgotten[0], RedisRecords):
+        forgotten[0].close()
 
 
 settings.on_reload(_forget)

@@ -22,8 +22,9 @@ import dramatiq
 from . import records, settings, tracking
 from .deadletters import dead_letters
 from .delivery import _ENDPOINT_OPTION, ACTOR_NAME, EVENTS, delivery_id, install, send
-from .errors import ImproperlyConfigured
+from .errors import ImproperlyConfigured, SealBroken
 from .schemas import load_webhooks, redact_url
+from .sealing import open_endpoint, seal
 
 #: Where a redelivery came from.
 DEAD_LETTER = "dead-letter queue"
@@ -65,20 +66,27 @@ def redeliver(
                 and wanted in (None, delivery.get("endpoint")))
 
     with dead_letters(broker, actor.queue_name, ACTOR_NAME, match) as letters:
+        keys = settings.get().MESSAGE_KEYS
         for letter in letters:
             delivery = letter.message.args[0]
+            try:
+                # Sealed again with today's first key: the key it was sealed with may be on its way out.
+                sealed = seal(open_endpoint(letter.message.options[_ENDPOINT_OPTION], keys), keys)
+            except SealBroken as exc:
+                done.setdefault(delivery["id"], _redelivery(delivery, DEAD_LETTER, skipped=str(exc)))
+                continue  # It stays in the dead-letter queue, for when the keys are right.
             if not dry_run:
                 if delivery["id"] not in done:
                     tracking.pending(delivery, redelivery=True)
-                    actor.send_with_options(
-                        args=(delivery,), **{_ENDPOINT_OPTION: letter.message.options[_ENDPOINT_OPTION]}
-                    )
+                    options: dict[str, Any] = {_ENDPOINT_OPTION: sealed}
+                    actor.send_with_options(args=(delivery,), **options)
                 letter.remove()  # After sending: a crash in between duplicates a webhook, never loses one.
             done.setdefault(delivery["id"], _redelivery(delivery, DEAD_LETTER))
 
     if report is not None:
         for delivery, webhook in _from_report(task_id, report, event):
-            if wanted not in (None, delivery["endpoint"]) or delivery["id"] in done:
+            earlier = done.get(delivery["id"])
+            if wanted not in (None, delivery["endpoint"]) or (earlier is not None and earlier.skipped is None):
                 continue
             in_flight = None if force else _in_flight(delivery["id"])
             if in_flight is None and not dry_run:

@@ -4,9 +4,11 @@ bounded in time and size.
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import ipaddress
 import os
+import queue
 import re
 import socket
 import threading
@@ -44,6 +46,58 @@ def resolve(host: str, port: int) -> list[str]:
     """Every address of ``host``, in the resolver's order, without repeats."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class _Lookups:
+    """Runs the resolver on threads of its own, so that an attempt waits for an answer no longer than
+    its connect timeout: getaddrinfo cannot be interrupted, and a silent DNS server holds it 30 s or more.
+
+    A lookup given up on still holds its thread until the resolver returns; with every thread held,
+    new lookups wait in line and time out unrun, so the cost stays bounded. Idle threads end.
+    """
+
+    def __init__(self, resolver: Resolver, *, threads: int = 8, idle_seconds: float = 60.0) -> None:
+        self._resolver = resolver
+        self._threads = threads
+        self._idle_seconds = idle_seconds
+        self._started = 0
+        self._idle = 0
+        self._jobs: queue.SimpleQueue[tuple[concurrent.futures.Future[Sequence[str]], str, int]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+
+    def resolve(self, host: str, port: int, timeout: float) -> Sequence[str]:
+        """The resolver's answer; raises ``TimeoutError`` after ``timeout`` seconds without one."""
+        job: concurrent.futures.Future[Sequence[str]] = concurrent.futures.Future()
+        self._jobs.put((job, host, port))
+        with self._lock:
+            if self._idle == 0 and self._started < self._threads:
+                self._started += 1
+                # A daemon: a lookup that never returns must not keep the worker from exiting.
+                threading.Thread(target=self._work, name="hybiscus-webhooks-lookup", daemon=True).start()
+        try:
+            return job.result(timeout)
+        except concurrent.futures.TimeoutError:
+            job.cancel()  # Never run if no thread has taken it yet.
+            raise TimeoutError("no answer for %s in %g s" % (host, timeout)) from None
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            try:
+                job, host, port = self._jobs.get(timeout=self._idle_seconds)
+            except queue.Empty:
+                with self._lock:
+                    self._idle -= 1
+                    self._started -= 1
+                return
+            with self._lock:
+                self._idle -= 1
+            if job.set_running_or_notify_cancel():
+                try:
+                    job.set_result(self._resolver(host, port))
+                except BaseException as exc:  # Handed to the attempt waiting for it.
+                    job.set_exception(exc)
 
 
 @dataclass(frozen=True)
@@ -99,6 +153,8 @@ class Sender:
         self.policy = policy
         self.https_only = https_only
         self.resolver = resolver
+        self.lookups = _Lookups(resolver)
+        self.connect_timeout = connect_timeout
         self.clock = clock
         self.pools = Pools(timeout=self.timeout, ca_bundle=ca_bundle)
 
@@ -109,6 +165,8 @@ class Sender:
         started = self.clock()
         try:
             addresses = self._vetted(target)
+        except TimeoutError:
+            return Outcome(status=None, error="NameResolutionTimeout", elapsed=self.clock() - started)
         except (OSError, UnicodeError):
             return Outcome(status=None, error="NameResolutionError", elapsed=self.clock() - started)
         headers = {**headers, "Host": target.host_header}
@@ -177,7 +235,8 @@ class Sender:
                 raise DestinationRefused("Host %s is a %s address; %s." % (target.host, reason, _REFUSAL_HINT))
             return [literal]
         addresses = []
-        for answer in self.resolver(target.host, target.port):
+        # Resolving is part of connecting: it gets the connect timeout, and counts in the attempt's time.
+        for answer in self.lookups.resolve(target.host, target.port, self.connect_timeout):
             try:
                 address = ipaddress.ip_address(answer)
             except ValueError:

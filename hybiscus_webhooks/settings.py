@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from .destinations import parse_networks
 from .errors import ImproperlyConfigured
+from .sealing import parse_keys
 from .signing import parse_secrets
 
 #: The environment variable that names the settings module.
@@ -217,6 +218,14 @@ _DEFINITIONS = [
         doc="Standard Webhooks secrets ('whsec_' and the base64 of 24 to 64 bytes). With any, every attempt "
         "carries webhook-timestamp and webhook-signature with one signature per secret (list the new one "
         "first while rotating). Empty: only webhook-id is sent.",
+    ),
+    Definition(
+        "MESSAGE_KEYS", (), parse_keys, type="list[str]", secret=True,
+        doc="Keys that seal the URL and auth header each delivery message carries, so that neither shows "
+        "in the broker nor in a message's repr (`hybiscus-webhooks new-key` makes one). The first seals, "
+        "every one opens: to rotate, put a new key first and drop the old one once no message sealed "
+        "with it is waiting (about 2 hours 7 minutes, or longer for dead letters you may redeliver). Every "
+        "web process and worker needs the same list. Empty: they travel in clear.",
     ),
     Definition(
         "RECORDS_REDIS_URL", None, _records_url,

@@ -17,8 +17,10 @@ import dramatiq
 import dramatiq.common
 from dramatiq.brokers.stub import StubBroker
 
+from . import settings
 from .delivery import _ENDPOINT_OPTION, ACTOR_NAME, install
 from .schemas import Webhook
+from .sealing import open_endpoint
 
 
 @dataclass(frozen=True)
@@ -199,10 +201,11 @@ def queued_deliveries(broker: StubBroker) -> list[QueuedDelivery]:
     for raw in list(queue.queue) if queue is not None else []:
         message = dramatiq.Message.decode(raw)
         if message.actor_name == ACTOR_NAME:
-            delivery, endpoint = message.args[0], message.options[_ENDPOINT_OPTION]
+            delivery = message.args[0]
             found.append(QueuedDelivery(
                 id=delivery["id"], event=delivery["event"], task_id=delivery["task_id"],
-                report_url=delivery["report_url"], webhook=Webhook(endpoint["url"], endpoint["auth_header"]),
+                report_url=delivery["report_url"],
+                webhook=open_endpoint(message.options[_ENDPOINT_OPTION], settings.get().MESSAGE_KEYS),
             ))
     return found
 

@@ -16,6 +16,7 @@ import dramatiq.common
 
 from . import metrics, records, settings
 from .records import DELIVERED, EXHAUSTED, PENDING, REFUSED, RESPONSE_HEAD_BYTES, RETRYING, Attempt
+from .schemas import Webhook
 from .sender import Outcome
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def pending(delivery: Mapping[str, Any], *, redelivery: bool = False) -> None:
 
 
 def attempted(
-    delivery: Mapping[str, Any], endpoint: Mapping[str, Any], *, number: int, started: float, outcome: Outcome,
+    delivery: Mapping[str, Any], endpoint: Webhook, *, number: int, started: float, outcome: Outcome,
     retry_in: int | None,
 ) -> None:
     """An attempt ended; ``retry_in`` is the delay in ms before the next one, None if there is none."""
@@ -116,11 +117,11 @@ def _call_on_exhausted(exhausted: ExhaustedDelivery) -> None:
                          exhausted.delivery_id)
 
 
-def _response_head(head: bytes, endpoint: Mapping[str, Any]) -> str:
+def _response_head(head: bytes, endpoint: Webhook) -> str:
     """The start of an answer, with anything of the endpoint's secrets a receiver echoed blanked out."""
     text = head.decode("utf-8", "replace")
-    query = urlsplit(endpoint.get("url") or "").query
-    secrets = {endpoint.get("auth_header") or "", query}
+    query = urlsplit(endpoint.url).query
+    secrets = {endpoint.auth_header or "", query}
     secrets.update(value for _, value in parse_qsl(query) if len(value) >= _MIN_REDACTED_LENGTH)
     for secret in sorted(secrets, key=len, reverse=True):
         if secret:

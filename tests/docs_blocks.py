@@ -1,15 +1,23 @@
-"""Reads the code blocks of the docs' pages and lays their files out as a project (see docs/contributing.rst)."""
+"""Reads the code blocks of the docs' pages and lays their files out as a project (see docs/contributing.rst).
+
+Also lists every literal block of every page, the READMEs included, of whatever kind: a test checks
+that each is run by some test or is marked as an illustration, with the reason.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import re
+import shlex
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-DOCS = Path(__file__).parent.parent / "docs"
+ROOT = Path(__file__).parent.parent
+DOCS = ROOT / "docs"
+#: The Markdown pages, beside the docs: paths from the repository's root.
+MARKDOWN_PAGES = ("README.md", "contrib/README.md", "bench/README.md")
 
 _DIRECTIVE = re.compile(r"^(?P<indent> *)\.\. code-block:: *(?P<language>\S+) *$")
 _OPTION = re.compile(r"^ +:(?P<name>[\w-]+):(?: +(?P<value>.*))?$")
@@ -66,9 +74,77 @@ def named_block(page: str, name: str) -> Block:
     return block
 
 
-def shell_block(page: str, containing: str) -> Block:
-    [block] = [block for block in code_blocks(page) if block.language == "sh" and containing in block.code]
+def markdown_block(page: str, name: str) -> Block:
+    """The fenced block of a Markdown page (a path from the root) named by a ``<!-- name: ... -->`` line above it."""
+    [block] = [block for block in literal_blocks(page) if block.options.get("name") == name]
     return block
+
+
+def commands(text: str) -> list[list[str]]:
+    """A shell block's commands, split as a shell would (a quoted argument may span lines)."""
+    found, pending = [], ""
+    for line in text.replace("\\\n", " ").split("\n"):
+        pending += line if not pending else "\n" + line
+        try:
+            argv = shlex.split(pending, comments=True)
+        except ValueError:  # An open quote: the command goes on.
+            continue
+        if argv:
+            found.append(argv)
+        pending = ""
+    assert not pending, "unterminated command: %r" % pending
+    return found
+
+
+#: Directives that make no literal block (anything else found on a page fails tests/test_docs_inventory.py).
+NOT_LITERAL = frozenset({
+    "toctree", "list-table", "graphviz", "hybiscus-settings", "hybiscus-schedule", "admonition", "note", "warning",
+    "important", "tip", "seealso", "automodule", "autoclass", "autofunction", "autoexception", "autodata",
+    "autoattribute", "automethod", "currentmodule", "module", "py:module",
+})
+_ANY_DIRECTIVE = re.compile(r"^ *\.\. (?P<name>[\w:-]+)::")
+_FENCE = re.compile(r"^ *(?P<fence>```+|~~~+) *(?P<language>[\w-]*)")  # Indented too: in a list item.
+_MARKDOWN_NAME = re.compile(r"^<!-- name: (?P<name>[\w-]+) -->$")
+
+
+def all_pages() -> list[str]:
+    """Every page with literal blocks: the docs' pages (``docs/...``) and the Markdown pages."""
+    return ["docs/" + page for page in pages()] + list(MARKDOWN_PAGES)
+
+
+def literal_blocks(page: str) -> list[Block]:
+    """Every literal block of a page (a path from the root); ``language`` is "::" for a bare literal block."""
+    if page.endswith(".md"):
+        return _markdown_blocks(page)
+    name = page.removeprefix("docs/")
+    blocks = [Block(page, block.line, block.language, block.code, block.options) for block in code_blocks(name)]
+    lines = (DOCS / name).read_text().split("\n")
+    for number, line in enumerate(lines, start=1):
+        directive = _ANY_DIRECTIVE.match(line)
+        if directive is not None and directive["name"] not in NOT_LITERAL and not _DIRECTIVE.match(line):
+            blocks.append(Block(page, number, ".. %s::" % directive["name"], line))
+        elif directive is None and not line.lstrip().startswith("..") and line.rstrip().endswith("::"):
+            blocks.append(Block(page, number, "::", line))
+    return sorted(blocks, key=lambda block: block.line)
+
+
+def _markdown_blocks(page: str) -> list[Block]:
+    lines = (ROOT / page).read_text().split("\n")
+    blocks = []
+    index = 0
+    while index < len(lines):
+        opening = _FENCE.match(lines[index])
+        index += 1
+        if opening is None:
+            continue
+        start = index
+        while index < len(lines) and not lines[index].lstrip().startswith(opening["fence"]):
+            index += 1
+        named = _MARKDOWN_NAME.match(lines[start - 2].strip()) if start >= 2 else None
+        options = {"name": named["name"]} if named else {}
+        blocks.append(Block(page, start, opening["language"] or "text", "\n".join(lines[start:index]) + "\n", options))
+        index += 1
+    return blocks
 
 
 @dataclass

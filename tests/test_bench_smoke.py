@@ -30,3 +30,14 @@ def test_the_benchmark_runs_with_tiny_counts(name: str, capsys: pytest.CaptureFi
         assert row.ours is not None and row.ours > 0, row
         assert row.ratio is None or row.ratio > 0, row
     assert "nproc" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["throughput", "enqueue"])
+def test_the_production_switches_run(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    require_service("Redis", 6379)
+    require_service("RabbitMQ", 5672)
+    names, options = parse([name, "--quick", "--threads", "4", "--production"])
+    assert (options.signing, options.records, options.sealed) == (True, True, True)
+    results = run(names, options)
+    assert len(results.rows) == EXPECTED_ROWS[name]
+    assert all(row.ours is not None and row.ours > 0 for row in results.rows)

@@ -33,7 +33,7 @@ KILL_AFTER = 150
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
-#: What a Redis broker needs to give a dead worker's messages back promptly (docs/operations-brokers.md):
+#: What a Redis broker needs to give a dead worker's messages back promptly (docs/brokers.rst):
 #: a heartbeat older than this (ms) marks the worker dead...
 REDIS_HEARTBEAT_TIMEOUT = 10_000
 #: ... and its unacked messages return when maintenance next runs on their queue: per million commands.

@@ -18,7 +18,7 @@ from hybiscus_webhooks.signing import SigningSecret, verify
 from hybiscus_webhooks.testing import ReceivedRequest, Receiver, make_stub_broker
 
 from .asgi import call
-from .docs_blocks import named_block, write_project
+from .docs_blocks import markdown_block, named_block, write_project
 
 PAGE = "customers.rst"
 REPORT_URL = "https://api.example.com/api/v1/get-report?task_id={task_id}"
@@ -87,9 +87,9 @@ def test_the_documented_request_is_what_a_receiver_gets(delivered: ReceivedReque
 
 def test_the_documented_422_is_what_the_middleware_answers() -> None:
     settings.configure(REPORT_URL=REPORT_URL)
-    report = {"type": "Report", "options": {"report_title": "Q3 sales"}, "components": [],
-              "config": {"webhooks": [{"url": "https://customer.example/hooks/reports", "auth_header": "s3cret"},
-                                      {"url": "ftp://customer.example/reports", "secret": "x"}]}}
+    # The page's submission, with the second webhook its text describes.
+    report = json.loads(named_block(PAGE, "customers-submission").code)
+    report["config"]["webhooks"].append({"url": "ftp://customer.example/reports", "secret": "x"})
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         raise AssertionError("the app must not be called")
@@ -97,6 +97,22 @@ def test_the_documented_422_is_what_the_middleware_answers() -> None:
     answer = call(WebhooksMiddleware(app), body=json.dumps(report).encode())
     assert answer.status == 422
     assert answer.json() == json.loads(named_block(PAGE, "invalid-webhooks-answer").code)
+
+
+def test_the_documented_submission_is_accepted_and_the_readme_shows_the_same() -> None:
+    settings.configure(REPORT_URL=REPORT_URL)
+    body = named_block(PAGE, "customers-submission").code.encode()
+    seen = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["state"]["webhooks"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    assert call(WebhooksMiddleware(app), body=body).status == 200
+    [webhooks] = seen
+    assert [webhook.url for webhook in webhooks] == ["https://customer.example/hooks/reports"]
+    assert json.loads(markdown_block("README.md", "readme-submission").code) == json.loads(body)
 
 
 @pytest.mark.parametrize("file", ["customer_receiver.py", "customer_receiver_helper.py"])

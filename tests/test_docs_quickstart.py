@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import socket
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from hybiscus_webhooks import settings
 from hybiscus_webhooks.testing import make_stub_broker, queued_deliveries
 
 from .conftest import require_service
-from .docs_blocks import Project, shell_block, write_project
+from .docs_blocks import Project, commands, named_block, write_project
 
 PAGE = "quickstart.rst"
 REDIS_URL = "redis://127.0.0.1:6379/12"  # A database of its own, emptied before and after.
@@ -36,22 +35,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def commands(text: str) -> list[list[str]]:
-    """The block's commands, split as a shell would (a quoted argument may span lines)."""
-    found, pending = [], ""
-    for line in text.replace("\\\n", " ").split("\n"):
-        pending += line if not pending else "\n" + line
-        try:
-            argv = shlex.split(pending, comments=True)
-        except ValueError:  # An open quote: the command goes on.
-            continue
-        if argv:
-            found.append(argv)
-        pending = ""
-    assert not pending, "unterminated command: %r" % pending
-    return found
 
 
 class Output:
@@ -143,7 +126,7 @@ def post_like_curl(argv: list[str]) -> tuple[int, Any]:
 
 @pytest.mark.redis
 def test_the_quickstart_runs_as_written(project: Project, processes: list[Output]) -> None:
-    text = shell_block(PAGE, "uvicorn").code
+    text = named_block(PAGE, "quickstart-run").code
     ports = {port: str(free_port()) for port in set(re.findall(r"(?:--port |127\.0\.0\.1:)(\d+)", text))}
     for documented, free in ports.items():
         text = text.replace("--port " + documented, "--port " + free).replace(":%s/" % documented, ":%s/" % free)

@@ -19,6 +19,8 @@ import urllib3
 from hybiscus_webhooks.testing import Receiver
 
 from .conftest import require_service
+from .docs_blocks import commands, markdown_block
+from .test_docs_quickstart import post_like_curl
 
 README = Path(__file__).parent.parent / "README.md"
 REDIS_URL = "redis://127.0.0.1:6379/9"  # A database of its own, emptied before and after.
@@ -62,8 +64,8 @@ def project(tmp_path: Path) -> Iterator[dict[str, str]]:
     (tmp_path / "myapp" / "__init__.py").write_text("")
     store = redis.Redis.from_url(REDIS_URL)
     store.flushdb()
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "REDIS_URL": REDIS_URL,
-           "HYBISCUS_WEBHOOKS_SETTINGS": "myapp.webhook_settings", "PYTHONUNBUFFERED": "1"}
+    env = {name: value for name, value in os.environ.items() if name != "HYBISCUS_WEBHOOKS_SETTINGS"}
+    env.update(PYTHONPATH=str(tmp_path), REDIS_URL=REDIS_URL, PYTHONUNBUFFERED="1")
     yield env
     store.flushdb()
     store.close()
@@ -83,23 +85,39 @@ def test_the_quickstart_delivers_a_webhook(project: dict[str, str]) -> None:
         return process
 
     try:
-        check = subprocess.run([sys.executable, "-m", "hybiscus_webhooks", "check"], env=project,
-                               capture_output=True, text=True, check=False)
-        assert check.returncode == 0, check.stderr
-        web = start("uvicorn", "myapp.web:app", "--host", "127.0.0.1", "--port", str(port))
-        drains.append(wait_for_line(web, "Uvicorn running on"))
-        worker = start("dramatiq", "myapp.broker", "--processes", "1", "--threads", "2")
-        drains.append(wait_for_line(worker, "is ready for action"))
-
         with Receiver() as receiver:
-            report = {"type": "Report", "options": {"report_title": "Hello"}, "components": [],
-                      "config": {"webhooks": [{"url": receiver.url + "/hook", "auth_header": "s3cret"}]}}
-            http = urllib3.PoolManager()
-            answer = http.request("POST", "http://127.0.0.1:%d/api/v1/build-report" % port,
-                                  body=json.dumps(report), headers={"Content-Type": "application/json"})
-            assert answer.status == 200
-            task_id = json.loads(answer.data)["task_id"]
+            # The README's lines as written, with free ports instead of 8000 (the app) and 9000 (the receiver).
+            ports = {"8000": str(port), "9000": receiver.url.rsplit(":", 1)[1]}
+            task_id = None
+            for argv in (commands(markdown_block("README.md", "readme-run").code)
+                         + commands(markdown_block("README.md", "readme-curl").code)):
+                argv = [re.sub(r"(?<=127\.0\.0\.1:)(8000|9000)\b", lambda found: ports[found[1]], argument)
+                        for argument in argv]
+                program, background = argv[0], argv[-1] == "&"
+                arguments = argv[1:-1] if background else argv[1:]
+                if program == "export":
+                    name, value = arguments[0].split("=", 1)
+                    project[name] = value
+                elif program == "hybiscus-webhooks":
+                    check = subprocess.run([sys.executable, "-m", "hybiscus_webhooks", *arguments], env=project,
+                                           capture_output=True, text=True, check=False)
+                    assert check.returncode == 0, check.stderr
+                elif program == "uvicorn" and background:
+                    assert arguments[-2:] == ["--port", "8000"]
+                    web = start(program, *arguments[:-1], ports["8000"])
+                    drains.append(wait_for_line(web, "Uvicorn running on"))
+                elif program == "dramatiq" and background:
+                    worker = start(program, *arguments, "--processes", "1", "--threads", "2")
+                    drains.append(wait_for_line(worker, "is ready for action"))
+                elif program == "curl":
+                    status, answer = post_like_curl(arguments)
+                    assert status == 200, answer
+                    task_id = answer["task_id"]
+                else:
+                    raise AssertionError("the test does not know how to run %r" % argv)
+            assert task_id is not None
 
+            http = urllib3.PoolManager()
             rejected = http.request("POST", "http://127.0.0.1:%d/api/v1/build-report" % port,
                                     body=json.dumps({"config": {"webhooks": [{"url": "ftp://x"}]}}))
             assert rejected.status == 422

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from hybiscus_webhooks import ImproperlyConfigured, settings
+from hybiscus_webhooks import records as records_module
 from hybiscus_webhooks.records import (
     DELIVERED,
     EXHAUSTED,
@@ -16,6 +18,7 @@ from hybiscus_webhooks.records import (
     REFUSED,
     RETRYING,
     Attempt,
+    FlushRecords,
     MemoryRecords,
     RecordsBackend,
     RedisRecords,
@@ -140,6 +143,7 @@ def test_memory_records_forget_by_age_and_by_count() -> None:
 def test_redis_keys_expire_after_the_retention(redis_prefix: str) -> None:
     backend = RedisRecords(redis_client(REDIS_URL), key_prefix=redis_prefix, retention=120)
     backend.write(delivery(), state=EXHAUSTED, at=1.0, attempt=failed_attempt(9, 1.0))
+    assert backend.flush()
     keys = list(backend.client.scan_iter(redis_prefix + "*"))
     assert sorted(key[len(redis_prefix):].split(":")[0] for key in keys) == ["attempts", "delivery", "failed", "task"]
     assert all(0 < backend.client.ttl(key) <= 120 for key in keys)
@@ -177,3 +181,97 @@ def test_the_records_url_is_masked_in_the_settings() -> None:
     assert configured.as_dict()["RECORDS_REDIS_URL"] == "********"
     backend = from_settings()
     assert backend is not None and "hunter2" not in backend.describe()
+
+
+@pytest.mark.redis
+def test_writes_from_many_threads_leave_in_batches_and_each_delivery_ends_in_its_last_state(
+    redis_prefix: str,
+) -> None:
+    backend = RedisRecords(redis_client(REDIS_URL), key_prefix=redis_prefix, retention=3600)
+    batches: list[int] = []
+    send = backend._writer._send
+
+    def counted(writes: list[Any]) -> None:
+        batches.append(len(writes))
+        send(writes)
+
+    backend._writer._send = counted
+
+    def deliver(thread: int) -> None:
+        for n in range(50):
+            one = delivery("task-%d" % thread, n=n)
+            backend.write(one, state=PENDING, at=1000.0, only_if_new=True)
+            backend.write(one, state=RETRYING, at=1001.0, attempt=failed_attempt(1, 1000.5), next_attempt_at=1031.0)
+            backend.write(one, state=DELIVERED, at=1032.0, attempt=Attempt(2, 1031.0, 204, None, 0.01, ""))
+
+    threads = [threading.Thread(target=deliver, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Reading flushes this process's writes first.
+    found = [record for index in range(8) for record in backend.for_task("task-%d" % index)]
+    assert len(found) == 400 and {record.state for record in found} == {DELIVERED}
+    assert all(record.next_attempt_at is None and len(record.attempts) == 2 for record in found)
+    assert sum(batches) == 1200 and len(batches) < 1200  # Fewer round trips than writes.
+    backend.close()
+
+
+def test_a_stalled_redis_costs_a_bounded_queue_and_the_dropped_writes_are_counted(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(records_module, "MAX_WAITING_WRITES", 10)
+    backend = RedisRecords(redis_client("redis://127.0.0.1:1/0"), key_prefix="unused:", retention=60)
+    stalled = threading.Event()
+    release = threading.Event()
+    sent: list[int] = []
+
+    def stall(writes: list[Any]) -> None:
+        stalled.set()
+        release.wait(10)
+        sent.append(len(writes))
+
+    backend._writer._send = stall
+    backend.write(delivery(n=0), state=PENDING, at=1.0)
+    assert stalled.wait(5)  # The first write is on its way, and Redis does not answer.
+    for n in range(1, 16):
+        backend.write(delivery(n=n), state=PENDING, at=1.0)  # Never blocks.
+    assert len(backend._writer._waiting) == 10
+    dropped = [record.getMessage() for record in caplog.records if "too many waiting for Redis" in record.getMessage()]
+    assert len(dropped) == 5
+    release.set()
+    assert backend.flush(timeout=5)
+    assert sum(sent) == 11
+
+
+def test_a_worker_sends_its_last_record_writes_when_it_stops(redis_prefix: str) -> None:
+    backend = RedisRecords(redis_client(REDIS_URL), key_prefix=redis_prefix, retention=3600)
+    release = threading.Event()
+    send = backend._writer._send
+
+    def slow(writes: list[Any]) -> None:
+        release.wait(10)
+        send(writes)
+
+    backend._writer._send = slow
+    backend.write(delivery(), state=PENDING, at=1000.0)
+    release.set()
+    FlushRecords().after_worker_shutdown(None, None)  # type: ignore[arg-type]
+    client = redis_client(REDIS_URL)
+    assert client.hget(redis_prefix + "delivery:" + delivery()["id"], "state") == PENDING
+    client.close()
+    backend.close()
+
+
+def test_an_idle_writer_thread_ends_and_the_next_write_starts_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(records_module, "_WRITER_IDLE_SECONDS", 0.05)
+    backend = RedisRecords(redis_client("redis://127.0.0.1:1/0"), key_prefix="unused:", retention=60)
+    sent: list[int] = []
+    backend._writer._send = lambda writes: sent.append(len(writes))
+    backend.write(delivery(n=1), state=PENDING, at=1.0)
+    first = backend._writer._thread
+    assert first is not None and backend.flush(timeout=5)
+    first.join(5)
+    assert not first.is_alive() and backend._writer._thread is None
+    backend.write(delivery(n=2), state=PENDING, at=2.0)
+    assert backend.flush(timeout=5) and sent == [1, 1]

@@ -8,6 +8,8 @@ leaves (and records it), and names are answered by resolver stubs.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -17,7 +19,7 @@ from dramatiq.brokers.stub import StubBroker
 from hybiscus_webhooks import DestinationRefused, UnsafeHeader, Webhook, settings
 from hybiscus_webhooks.delivery import COMPLETED, send
 from hybiscus_webhooks.destinations import AddressPolicy, parse_networks
-from hybiscus_webhooks.sender import Sender
+from hybiscus_webhooks.sender import Sender, _Lookups
 
 from .asgi import call
 from .conftest import Enqueued
@@ -191,6 +193,49 @@ def test_a_name_that_does_not_resolve_is_a_failed_attempt(guard: Guard) -> None:
     outcome = make_sender(resolver=lambda host, port: []).post("https://empty.example/h", BODY, HEADERS)
     assert outcome.error == "NameResolutionError"
     assert guard.connects == []
+
+
+def test_a_resolver_that_does_not_answer_is_a_failed_attempt_within_the_connect_timeout(guard: Guard) -> None:
+    # getaddrinfo cannot be interrupted: a silent DNS server holds it for 30 s or more.
+    release = threading.Event()
+    asked = []
+
+    def silent(host: str, port: int) -> list[str]:
+        asked.append(host)
+        release.wait(30)
+        return ["127.0.0.1"]
+
+    sender = Sender(connect_timeout=0.2, read_timeout=5, max_response_bytes=64, policy=LOOPBACK_ALLOWED,
+                    resolver=silent)
+    try:
+        started = time.monotonic()
+        outcome = sender.post("https://silent.example/h", BODY, HEADERS)
+        took = time.monotonic() - started
+        assert outcome.error == "NameResolutionTimeout" and not outcome.ok
+        assert outcome.elapsed >= 0.2 and took < 5  # Bounded by the connect timeout, not the resolver.
+        assert asked == ["silent.example"] and guard.connects == []
+    finally:
+        release.set()
+
+
+def test_lookups_that_never_return_use_up_no_more_than_their_threads(guard: Guard) -> None:
+    release = threading.Event()
+    calls = []
+
+    def silent(host: str, port: int) -> list[str]:
+        calls.append(host)
+        release.wait(30)
+        return ["127.0.0.1"]
+
+    lookups = _Lookups(silent, threads=2)
+    try:
+        for index in range(5):
+            with pytest.raises(TimeoutError, match="no answer for h%d.example in 0.05 s" % index):
+                lookups.resolve("h%d.example" % index, 443, 0.05)
+        # Two threads are stuck in the resolver; the lookups queued behind them were dropped unrun.
+        assert calls == ["h0.example", "h1.example"]
+    finally:
+        release.set()
 
 
 def test_the_default_resolver_resolves_once(guard: Guard, listener: Listener) -> None:

@@ -24,6 +24,7 @@ import uvicorn
 from dramatiq.brokers.stub import StubBroker
 
 from hybiscus_webhooks import ImproperlyConfigured, settings
+from hybiscus_webhooks.sealing import new_key
 
 from ..receiver import WebhookReceiver
 from ..report_server import ServerConfig, broker_from_url, build_pipeline, create_app, store_for
@@ -82,7 +83,7 @@ class Demo:
         # receivers are on loopback, which the SSRF guard refuses unless told otherwise.
         settings.configure(
             REPORT_URL=self.config.report_url_template, QUEUE_NAME=self.config.webhook_queue,
-            ALLOW_PRIVATE_DESTINATIONS=True,
+            ALLOW_PRIVATE_DESTINATIONS=True, MESSAGE_KEYS=[new_key()],  # One process: a key of its own.
         )
         self.notes: queue.Queue[Note] = queue.Queue()
         self.broker = broker_from_url(broker_url) if broker_url else StubBroker()

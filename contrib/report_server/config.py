@@ -35,6 +35,8 @@ class ServerConfig:
     task_ttl: int = 24 * 3600
     #: Let webhooks reach loopback and private addresses: for the demo and tests on one machine.
     allow_private_destinations: bool = False
+    #: MESSAGE_KEYS of hybiscus_webhooks: seal the webhooks' URLs and auth headers in the broker.
+    message_keys: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url)
@@ -54,6 +56,8 @@ class ServerConfig:
         values: dict[str, object] = {}
         keys = environ.get("REPORT_SERVER_API_KEYS", "")
         values["api_keys"] = tuple(key.strip() for key in keys.split(",") if key.strip())
+        message_keys = environ.get("REPORT_SERVER_MESSAGE_KEYS", "")
+        values["message_keys"] = tuple(key.strip() for key in message_keys.split(",") if key.strip())
         for name, variable in (
             ("base_url", "REPORT_SERVER_BASE_URL"),
             ("broker_url", "REPORT_SERVER_BROKER_URL"),

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from hybiscus_webhooks import ImproperlyConfigured, settings
+from hybiscus_webhooks.sealing import new_key
 from hybiscus_webhooks_contrib.report_server import ServerConfig, broker_from_url, store_for
 from hybiscus_webhooks_contrib.report_server.pipeline import pipeline_from_config
 from hybiscus_webhooks_contrib.report_server.store import MemoryTaskStore, RedisTaskStore
@@ -109,6 +110,17 @@ def test_the_webhook_settings_point_at_the_server_itself(settings_from_environme
     settings_from_environment.setenv("REPORT_SERVER_NAMESPACE", "acme")
     assert settings.get().REPORT_URL == "https://reports.example.com/api/v1/get-report?task_id={task_id}"
     assert settings.get().QUEUE_NAME == "acme.webhooks"
+
+
+def test_the_webhook_settings_seal_messages_with_the_servers_keys(
+    settings_from_environment: pytest.MonkeyPatch,
+) -> None:
+    assert settings.get().MESSAGE_KEYS == ()
+    first, second = new_key(), new_key()
+    settings_from_environment.setenv("REPORT_SERVER_MESSAGE_KEYS", " %s,%s ," % (first, second))
+    settings.reload()
+    assert len(settings.get().MESSAGE_KEYS) == 2
+    assert first not in repr(ServerConfig.from_environment())
 
 
 def test_the_webhook_settings_module_reads_nothing_on_import(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ import urllib3
 
 from hybiscus_webhooks_contrib.receiver import Arrival, WebhookReceiver
 
+from ..docs_blocks import commands, markdown_block
 from ..processes import Process
 
 # urllib3 1.26 and 2.x alike: no urllib3.request(), no json=.
@@ -81,16 +82,20 @@ def receiver_command(*options: str) -> list[str]:
     return [sys.executable, "-m", "hybiscus_webhooks_contrib.receiver", *options]
 
 
-def test_the_command_prints_each_webhook(start_process: Callable[..., Process]) -> None:
-    process = start_process("receiver", receiver_command("--port", "0", "--token", "s3cret", "--fail-first", "1"))
+def test_the_command_of_the_readme_prints_each_webhook(start_process: Callable[..., Process]) -> None:
+    [argv] = commands(markdown_block("contrib/README.md", "contrib-receiver").code)
+    assert argv[:3] == ["python", "-m", "hybiscus_webhooks_contrib.receiver"] and argv[3:5] == ["--port", "8001"]
+    # As written, on a free port instead of 8001: --token s3cret --fail-first 2.
+    process = start_process("receiver", [sys.executable, *argv[1:4], "0", *argv[5:]])
     [banner] = process.wait_for(r"Receiving webhooks at http://127\.0\.0\.1:\d+/")
     url = banner.split()[3]
-    assert "answering 503 to the first 1 calls, then 204" in banner
+    assert "answering 503 to the first 2 calls, then 204" in banner
+    assert post(url + "hook", authorization="Bearer s3cret") == 503
     assert post(url + "hook", authorization="Bearer s3cret") == 503
     assert post(url + "hook", authorization="Bearer nope") == 204
-    lines = process.wait_for(r"report\.completed task_id=t-1", count=2)
+    lines = process.wait_for(r"report\.completed task_id=t-1", count=3)
     assert lines[0].endswith("url=http://reports/get-report?task_id=t-1 token=matched -> 503")
-    assert lines[1].endswith("token=wrong -> 204")
+    assert lines[2].endswith("token=wrong -> 204")
 
 
 def test_the_command_prints_json_lines_when_asked(start_process: Callable[..., Process]) -> None:

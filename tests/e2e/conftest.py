@@ -14,10 +14,13 @@ import pytest
 import urllib3
 from urllib3.response import HTTPResponse
 
+from hybiscus_webhooks.sealing import new_key
+
 from ..processes import Process, start_process  # noqa: F401 - fixture
 from ..services import namespace, rabbitmq_url, redis_url  # noqa: F401 - fixtures
 
 API_KEY = "e2e_" + "k" * 39
+MESSAGE_KEY = new_key()
 
 
 def free_port() -> int:
@@ -61,6 +64,8 @@ class Stack:
             "REPORT_SERVER_NAMESPACE": self.namespace,
             # The receivers are on loopback.
             "REPORT_SERVER_ALLOW_PRIVATE_DESTINATIONS": "true",
+            # Sealed by the web process, opened by the workers: every process needs the same keys.
+            "REPORT_SERVER_MESSAGE_KEYS": MESSAGE_KEY,
         }
 
     def receiver(self, name: str = "receiver") -> tuple[Process, str]:

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from ..conftest import IN_CI
 
@@ -44,7 +45,8 @@ class NodeUnavailable(RuntimeError):
 
 class PrivateRabbitmqNode:
     def __init__(
-        self, base: Path, *, consumer_timeout: int | None = None, channel_tick_interval: int | None = None
+        self, base: Path, *, consumer_timeout: int | None = None, channel_tick_interval: int | None = None,
+        config: str = "",
     ) -> None:
         server, ctl = find_script("rabbitmq-server"), find_script("rabbitmqctl")
         if server is None or ctl is None:
@@ -64,7 +66,8 @@ class PrivateRabbitmqNode:
         lines = ["listeners.tcp.default = 127.0.0.1:%d" % self.port]
         if consumer_timeout is not None:
             lines.append("consumer_timeout = %d" % consumer_timeout)
-        (base / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
+        # Then the caller's own rabbitmq.conf lines, as an operator would write them.
+        (base / "rabbitmq.conf").write_text("\n".join(lines) + "\n" + config)
         # How often a channel checks its consumers' timeouts: 60 s unless told.
         ticks = "{channel_tick_interval, %d}" % channel_tick_interval if channel_tick_interval else ""
         (base / "advanced.config").write_text("[{rabbit, [%s]}].\n" % ticks)
@@ -158,7 +161,7 @@ class PrivateRabbitmqNode:
         return True
 
 
-def start_private_node(base: Path, **options: int) -> PrivateRabbitmqNode:
+def start_private_node(base: Path, **options: Any) -> PrivateRabbitmqNode:
     """A started node, or a skip (a failure in CI) naming why there is none."""
     import pytest
 

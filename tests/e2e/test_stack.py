@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
+import sys
 import time
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pypdf
 import pytest
 
-from .conftest import Stack
+from ..docs_blocks import commands, markdown_block
+from ..processes import Process, start_process  # noqa: F401 - fixture
+from ..services import namespace, redis_url  # noqa: F401 - fixtures
+from .conftest import Stack, _forget
 
 
 def report(title: str, webhooks: list[dict[str, str]], *, renderable: bool = True) -> dict[str, Any]:
@@ -101,3 +108,40 @@ def test_two_workers_deliver_200_reports_times_3_webhooks_each_exactly_once(stac
     assert sum(delivered) == 600 and min(delivered) > 0, delivered
     print("\n%s: 200 reports submitted in %.1f s; 600 webhooks delivered %.1f s after the first submission "
           "(%.0f/s); per worker: %s" % (stack.broker_url.split(":")[0], submitted, elapsed, 600 / elapsed, delivered))
+
+
+def test_the_commands_of_the_contrib_readme_serve_a_report(
+    namespace: str, redis_url: str, start_process: Callable[..., Process], tmp_path: Path  # noqa: F811
+) -> None:
+    """Its export, uvicorn and dramatiq lines as written, with a free port instead of 8000, the test's own
+    namespace (so that its keys can be removed), and webhooks allowed to reach the receiver on loopback."""
+    stack = Stack(namespace, redis_url, redis_url, start_process, tmp_path)
+    env = {"REPORT_SERVER_NAMESPACE": namespace, "REPORT_SERVER_BASE_URL": stack.base_url,
+           "REPORT_SERVER_ALLOW_PRIVATE_DESTINATIONS": "true"}
+    receiver, url = stack.receiver()
+    try:
+        for argv in commands(markdown_block("contrib/README.md", "contrib-report-server").code):
+            if argv[0] == "export":
+                env.update(argument.split("=", 1) for argument in argv[1:])
+                continue
+            assert argv[-1] == "&" and argv[0] in ("uvicorn", "dramatiq"), argv
+            arguments = [str(stack.port) if previous == "--port" else argument
+                         for previous, argument in itertools.pairwise(argv[:-1])]
+            if argv[0] == "dramatiq":
+                arguments += ["--processes", "1", "--threads", "2"]  # Kind to a shared machine.
+            process = start_process(argv[0], [sys.executable, "-m", argv[0], *arguments], env=env)
+            stack.processes.append(process)
+            process.wait_for("Uvicorn running on" if argv[0] == "uvicorn" else "is ready for action")
+        assert env["REPORT_SERVER_BROKER_URL"] == redis_url and env["REPORT_SERVER_API_KEYS"] == "change-me"
+
+        answer = stack.http.request("POST", stack.base_url + "/api/v1/build-report",
+                                    body=json.dumps(report("From the README", [{"url": url + "/hook"}])).encode(),
+                                    headers={"X-API-KEY": "change-me", "Content-Type": "application/json"})
+        assert answer.status == 200, answer.data
+        task_id = json.loads(answer.data)["task_id"]
+        [webhook] = webhooks_of(receiver.wait_for(r'"event": "report\.completed"', timeout=60))
+        assert json.loads(webhook["body"])["task_id"] == task_id
+    finally:
+        for process in reversed(stack.processes):
+            process.stop()
+        _forget(namespace, redis_url, None)
