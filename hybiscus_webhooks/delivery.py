@@ -21,11 +21,11 @@ import dramatiq.broker
 import dramatiq.common
 from dramatiq.middleware import CurrentMessage, Retries
 
-from . import holds, records, settings, signing, tracking
+from . import holds, metrics, records, settings, signing, slow_destinations, tracking
 from .errors import BrokerNotConfigured, DeliveryFailed, DestinationRefused, ImproperlyConfigured, SealBroken
 from .schemas import Webhook, redact_url
 from .sealing import open_endpoint, seal
-from .sender import USER_AGENT, get_sender
+from .sender import USER_AGENT, Outcome, get_sender
 from .slim import DropRetryTraceback
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ EVENTS = (COMPLETED, FAILED)
 # The URL and auth header travel in the message options, not its arguments: Dramatiq writes
 # a message's arguments into its log lines, never its options. MESSAGE_KEYS seal them (sealing.py).
 _ENDPOINT_OPTION = "hybiscus_webhooks_endpoint"
+# How many times a delivery was put back for a slot at a slow destination since its last attempt.
+_DEFERRALS_OPTION = "hybiscus_webhooks_deferrals"
 _DELIVERY_NAMESPACE = uuid.UUID("6f1b4bde-5d7e-4c39-9a53-4c1d1e0f2b6a")
 
 
@@ -96,8 +98,6 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
                      delivery["task_id"], wait)
         broker.enqueue(message, delay=wait)
         return
-    retries = message.options.get("retries", 0)
-    attempt = retries + 1
     try:
         endpoint = open_endpoint(message.options[_ENDPOINT_OPTION], settings.get().MESSAGE_KEYS)
     except SealBroken as exc:
@@ -106,12 +106,23 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
         logger.error("Cannot send %s of task %s to %s: %s", delivery["event"], delivery["task_id"],
                      delivery["endpoint"], exc)
         raise
-    body, headers = request_of(delivery, endpoint.auth_header)
-
+    tracker = slow_destinations.current()
+    destination = None if tracker is None else slow_destinations.destination_of(endpoint.url)
+    if tracker is not None and destination is not None:
+        turn = tracker.enter(destination, waited=_DEFERRALS_OPTION in message.options)
+        if turn is not None:
+            _defer(broker, message, delivery, destination, int(turn * 1000), hold_limit)
+            return
+    # From here on it is an attempt: a retry it may lead to starts with no deferrals.
+    message.options.pop(_DEFERRALS_OPTION, None)
+    retries = message.options.get("retries", 0)
+    attempt = retries + 1
     where = delivery["endpoint"]
     started = tracking.now()
+    answered: Outcome | None = None
     try:
-        outcome = get_sender().post(endpoint.url, body, headers)
+        body, headers = request_of(delivery, endpoint.auth_header)
+        outcome = answered = get_sender().post(endpoint.url, body, headers)
     except DestinationRefused as exc:
         logger.warning(
             "Refused %s of task %s to host %s, for good (no retries): %s",
@@ -119,11 +130,17 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
         )
         tracking.refused(delivery, number=attempt, started=started)
         raise
+    finally:
+        if tracker is not None and destination is not None:
+            elapsed, error = (0.0, None) if answered is None else (answered.elapsed, answered.error)
+            tracker.leave(destination, elapsed=elapsed, error=error)
     last = retries >= MAX_RETRIES
     tracking.attempted(delivery, endpoint, number=attempt, started=started, outcome=outcome,
                        retry_in=None if outcome.ok or last else backoff_millis(retries))
     if outcome.ok:
-        logger.info(
+        # DEBUG: at INFO this line costs a quarter of a worker's deliveries per second; the records
+        # and the metrics count successes.
+        logger.debug(
             "Delivered %s of task %s to %s: %s on attempt %d in %.3f s.",
             delivery["event"], delivery["task_id"], where, outcome.describe(), attempt, outcome.elapsed,
         )
@@ -141,6 +158,17 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
     )
     hold = holds.first_hold(message.options, delay, hold_limit, dramatiq.common.current_millis())
     raise dramatiq.Retry("Attempt %d to %s failed: %s." % (attempt, where, outcome.describe()), delay=hold)
+
+
+def _defer(broker: dramatiq.Broker, message: dramatiq.Message[Any], delivery: Mapping[str, Any],
+           destination: slow_destinations.Destination, wait: int, hold_limit: int | None) -> None:
+    # Not an attempt: the retry count, the records and the schedule of the attempts stay as they are.
+    message.options[_DEFERRALS_OPTION] = message.options.get(_DEFERRALS_OPTION, 0) + 1
+    logger.debug("%s of task %s waits %d ms for a free slot at slow destination %s.", delivery["event"],
+                 delivery["task_id"], wait, slow_destinations.describe(destination))
+    metrics.deferred(delivery["event"])
+    broker.enqueue(message, delay=holds.first_hold(message.options, wait, hold_limit,
+                                                   dramatiq.common.current_millis()))
 
 
 def _host(endpoint: str) -> str:

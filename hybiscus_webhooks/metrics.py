@@ -47,6 +47,10 @@ class Metrics:
             "hybiscus_webhooks_refused", "Deliveries refused because their destination is not allowed.",
             ["event"], registry=registry,
         )
+        self.deferred = Counter(
+            "hybiscus_webhooks_deferred", "Deliveries put back on the queue, not attempted, because the threads "
+            "for slow destinations were taken.", ["event"], registry=registry,
+        )
         self.record_failures = Counter(
             "hybiscus_webhooks_record_write_failures", "Delivery records that could not be written.",
             registry=registry,
@@ -112,6 +116,12 @@ def refused(event: str) -> None:
     found = get()
     if found is not None:
         found.refused.labels(event).inc()
+
+
+def deferred(event: str) -> None:
+    found = get()
+    if found is not None:
+        found.deferred.labels(event).inc()
 
 
 def record_failed() -> None:

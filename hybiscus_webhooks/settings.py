@@ -160,6 +160,15 @@ def _metrics_registry(name: str, value: Any) -> Any:
     return value
 
 
+def _optional_int_at_least(minimum: int) -> Callable[[str, Any], int | None]:
+    parse = _int_at_least(minimum)
+
+    def parse_optional(name: str, value: Any) -> int | None:
+        return None if value is None else parse(name, value)
+
+    return parse_optional
+
+
 def _optional_str(name: str, value: Any) -> str | None:
     return None if value is None else _nonempty_str(name, value)
 
@@ -281,6 +290,17 @@ _DEFINITIONS = [
         doc="Longest time, in seconds, a worker holds a scheduled retry unacked; a longer wait is split into "
         "holds that send nothing, and the schedule stays the same. Keep it below RabbitMQ's consumer_timeout. "
         "'auto': 900 s on RabbitMQ, no limit on other brokers; None: no limit.",
+    ),
+    Definition(
+        "SLOW_DESTINATION_SECONDS", 5.0, _positive_seconds, type="float",
+        doc="An attempt that takes this long or more (or is still unanswered after this long), or times out, "
+        "marks its destination (scheme, host and port) slow in its worker process for 60 s after it.",
+    ),
+    Definition(
+        "SLOW_DESTINATION_SLOTS", 1, _optional_int_at_least(1), type="int | None",
+        doc="Most attempts that one worker process runs at once to all the destinations marked slow together; "
+        "keep it below the worker's --threads. A delivery that finds no free slot waits on the queue for its "
+        "turn, without counting as an attempt. None: no limit.",
     ),
 ]
 

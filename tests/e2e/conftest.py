@@ -82,14 +82,14 @@ class Stack:
         process.wait_for(r"Uvicorn running on http://127\.0\.0\.1:%d" % self.port)
         return process
 
-    def worker(self, name: str = "worker") -> Process:
+    def worker(self, name: str = "worker", *, verbose: bool = False) -> Process:
         # dramatiq 1.x serves Prometheus metrics from every worker command: keep each on its own
         # loopback port and files. 2.x ignores these variables.
         metrics = {"dramatiq_prom_host": "127.0.0.1", "dramatiq_prom_port": str(free_port()),
                    "dramatiq_prom_db": str(self.tmp_path / ("prometheus-" + name))}
         process = self._start(name, [
             sys.executable, "-m", "dramatiq", "hybiscus_webhooks_contrib.report_server.worker",
-            "--processes", "1", "--threads", "4",
+            "--processes", "1", "--threads", "4", *(["--verbose"] if verbose else []),
         ], env={**self.env, **metrics})
         process.wait_for("Worker process is ready for action")
         return process

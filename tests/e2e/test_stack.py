@@ -83,7 +83,8 @@ def test_a_report_ends_in_the_seeds_webhook_a_pdf_and_an_unrenderable_one_in_rep
 def test_two_workers_deliver_200_reports_times_3_webhooks_each_exactly_once(stack: Stack) -> None:
     receiver, url = stack.receiver()
     stack.server()
-    workers = [stack.worker("worker-1"), stack.worker("worker-2")]
+    # Verbose: a successful delivery is logged at DEBUG.
+    workers = [stack.worker("worker-1", verbose=True), stack.worker("worker-2", verbose=True)]
     started = time.monotonic()
 
     webhooks = [{"url": "%s/hook/%d" % (url, k), "auth_header": "t%d" % k} for k in range(3)]

@@ -1,0 +1,205 @@
+"""Keeps destinations that answer slowly, or never, from taking every thread of a worker process.
+
+An attempt that takes ``SLOW_DESTINATION_SECONDS`` or more, or times out, marks its destination
+(scheme, host and port) slow in this process until ``MARK_SECONDS`` after it; so does an attempt still
+running after that long with no other attempt to the destination ended meanwhile, so that threads
+stop piling onto a destination that hangs before its first timeout. Attempts to all the
+destinations marked slow share ``SLOW_DESTINATION_SLOTS`` threads; the other threads stay free for
+everyone else. A delivery to a slow destination that finds no free slot is not attempted: the
+delivery actor puts it back on the queue for its turn, which the tracker hands out one slow attempt's
+time apart, so that each delivery waits about once rather than coming back again and again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import dramatiq.common
+
+from . import settings
+
+logger = logging.getLogger(__name__)
+
+#: How long a destination stays marked slow after its last slow attempt.
+MARK_SECONDS = 60.0
+#: Least wait of a deferred delivery, so that it never spins on the queue.
+MIN_DEFER_SECONDS = 0.25
+#: A wait for a turn longer than this is logged as a WARNING, at most once per MARK_SECONDS: the slow
+#: destinations get more deliveries than their slots can attempt.
+LONG_WAIT_SECONDS = 300.0
+
+#: (scheme, host, port) of a webhook URL.
+Destination = tuple[str, str, int]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def dramatiq_seconds() -> float:
+    # Dramatiq's clock, which also releases the deferred deliveries: tests move one clock for both.
+    return dramatiq.common.current_millis() / 1000
+
+
+def destination_of(url: str) -> Destination | None:
+    """Scheme, host and port of ``url``; None if it has none (the sender refuses such a URL)."""
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        port = parts.port or _DEFAULT_PORTS[scheme]
+    except (ValueError, KeyError):
+        return None
+    if not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port
+
+
+def describe(destination: Destination) -> str:
+    """The destination as a log line shows it: scheme, host and port, nothing else of the URL."""
+    scheme, host, port = destination
+    return "%s://%s:%d" % (scheme, "[%s]" % host if ":" in host else host, port)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """When an attempt marks its destination slow, and how many attempts slow destinations may run at once."""
+
+    slow_seconds: float
+    #: Attempts at once to all slow destinations together; None: no limit.
+    slots: int | None
+    mark_seconds: float = MARK_SECONDS
+
+    def is_slow(self, elapsed: float, error: str | None) -> bool:
+        # urllib3's ReadTimeoutError and ConnectTimeoutError, socket.timeout's TimeoutError.
+        return elapsed >= self.slow_seconds or (error is not None and "Timeout" in error)
+
+
+@dataclass
+class _State:
+    in_flight: int = 0
+    marked_until: float = float("-inf")
+    # Seconds of its last slow attempt: how long a slot it takes stays taken.
+    slow_attempt: float = 0.0
+    # Since when attempts have been in flight with none of them ending.
+    busy_since: float = 0.0
+
+
+class SlowDestinations:
+    """The destinations of one worker process: attempts in flight, and which ones are marked slow. Thread-safe."""
+
+    def __init__(self, policy: Policy, *, clock: Callable[[], float] = dramatiq_seconds) -> None:
+        self.policy = policy
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._states: dict[Destination, _State] = {}
+        # When the next deferred delivery gets its turn at a slot.
+        self._next_turn = float("-inf")
+        self._warned_at = float("-inf")
+
+    def enter(self, destination: Destination, *, waited: bool = False) -> float | None:
+        """Start an attempt to ``destination``: None if it may go now, else the seconds to defer it by.
+
+        ``waited`` says the delivery was deferred before and is back for its turn: it then takes a free
+        slot before any delivery that has not waited yet.
+        """
+        with self._lock:
+            now = self.clock()
+            state = self._states.get(destination)
+            if state is None:
+                state = self._states[destination] = _State()
+            stuck = now - state.busy_since
+            if state.in_flight and state.marked_until <= now and stuck >= self.policy.slow_seconds:
+                self._mark(destination, state, now, stuck, "no answer for %.1f s" % stuck)
+            slots = self.policy.slots
+            if slots is not None and state.marked_until > now:
+                free = self._slow_in_flight(now) < slots
+                spacing = max(state.slow_attempt / slots, MIN_DEFER_SECONDS)
+                if not free and waited:
+                    # Its turn came, but an attempt took longer than the last one: the next slot, not
+                    # the end of the line.
+                    return spacing
+                if not free or (not waited and self._next_turn > now):
+                    turn = max(self._next_turn, now + MIN_DEFER_SECONDS)
+                    self._next_turn = turn + spacing
+                    if turn - now > LONG_WAIT_SECONDS and now - self._warned_at >= self.policy.mark_seconds:
+                        self._warned_at = now
+                        logger.warning(
+                            "Deliveries to slow destinations now wait %d s for a free slot in this worker process: "
+                            "they get more deliveries than SLOW_DESTINATION_SLOTS = %d can attempt. Raise it (and "
+                            "--threads) if this lasts.", turn - now, slots,
+                        )
+                    return turn - now
+            if not state.in_flight:
+                state.busy_since = now
+            state.in_flight += 1
+            return None
+
+    def leave(self, destination: Destination, *, elapsed: float, error: str | None) -> bool:
+        """End an attempt that ``enter`` let go; True if it marked its destination slow, when it was not."""
+        with self._lock:
+            now = self.clock()
+            state = self._states[destination]
+            state.in_flight -= 1
+            state.busy_since = now
+            newly = False
+            if self.policy.is_slow(elapsed, error):
+                newly = state.marked_until <= now
+                self._mark(destination, state, now, elapsed, error or "an attempt took %.1f s" % elapsed)
+            if state.in_flight == 0 and state.marked_until <= now:
+                del self._states[destination]
+            return newly
+
+    def is_marked(self, destination: Destination) -> bool:
+        with self._lock:
+            state = self._states.get(destination)
+            return state is not None and state.marked_until > self.clock()
+
+    def _mark(self, destination: Destination, state: _State, now: float, seconds: float, reason: str) -> None:
+        if state.marked_until <= now:
+            logger.info(
+                "Destination %s is slow (%s): for the next %d s this worker process runs at most %s attempts at "
+                "once to the slow destinations; their other deliveries wait on the queue for a free slot.",
+                describe(destination), reason, self.policy.mark_seconds, self.policy.slots,
+            )
+        state.marked_until = now + self.policy.mark_seconds
+        state.slow_attempt = seconds
+
+    def _slow_in_flight(self, now: float) -> int:
+        # Only runs for a destination marked slow; forgets the marks that ran out on the way.
+        count = 0
+        for destination, state in list(self._states.items()):
+            if state.marked_until > now:
+                count += state.in_flight
+            elif state.in_flight == 0:
+                del self._states[destination]
+        return count
+
+
+_lock = threading.Lock()
+_tracker: tuple[int, SlowDestinations | None] | None = None
+
+
+def current() -> SlowDestinations | None:
+    """The tracker of this process, built from the settings on first use; None when SLOW_DESTINATION_SLOTS is None."""
+    global _tracker
+    found = _tracker
+    if found is None or found[0] != os.getpid():
+        with _lock:
+            if _tracker is None or _tracker[0] != os.getpid():
+                values = settings.get()
+                policy = Policy(values.SLOW_DESTINATION_SECONDS, values.SLOW_DESTINATION_SLOTS)
+                _tracker = (os.getpid(), None if policy.slots is None else SlowDestinations(policy))
+            found = _tracker
+    return found[1]
+
+
+def _forget() -> None:
+    global _tracker
+    with _lock:
+        _tracker = None
+
+
+settings.on_reload(_forget)

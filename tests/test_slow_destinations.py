@@ -1,0 +1,344 @@
+"""Slow destinations share a few threads; deliveries beyond them wait on the queue without an attempt."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import dramatiq
+import pytest
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import Middleware
+from prometheus_client import CollectorRegistry
+
+from hybiscus_webhooks import ImproperlyConfigured, Webhook, records, settings
+from hybiscus_webhooks.delivery import COMPLETED, send
+from hybiscus_webhooks.records import MemoryRecords
+from hybiscus_webhooks.slow_destinations import (
+    MARK_SECONDS,
+    MIN_DEFER_SECONDS,
+    Policy,
+    SlowDestinations,
+    current,
+    describe,
+    destination_of,
+)
+from hybiscus_webhooks.testing import DramatiqClock, Receiver
+
+from .conftest import REPORT_URL, Enqueued
+from .hostile import Connection, Listener, hang
+
+QUEUE = "hybiscus_webhooks"
+SLOW = ("https", "slow.example", 443)
+OTHER_SLOW = ("https", "late.example", 8443)
+FAST = ("http", "fast.example", 80)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def tracker(slots: int | None = 2, slow_seconds: float = 5.0) -> tuple[SlowDestinations, Clock]:
+    clock = Clock()
+    return SlowDestinations(Policy(slow_seconds, slots), clock=clock), clock
+
+
+def test_a_destination_is_scheme_host_and_port_with_the_default_port_filled_in() -> None:
+    assert destination_of("https://Hooks.Example.com/a?token=secret") == ("https", "hooks.example.com", 443)
+    assert destination_of("http://hooks.example.com:8080/a") == ("http", "hooks.example.com", 8080)
+    assert destination_of("http://[::1]:9/") == ("http", "::1", 9)
+    assert describe(("http", "::1", 9)) == "http://[::1]:9"
+    assert destination_of("ftp://hooks.example.com/") is None
+    assert destination_of("http:///no-host") is None
+    assert destination_of("http://hooks.example.com:99999/") is None
+
+
+def test_slow_means_at_least_the_threshold_or_a_timeout() -> None:
+    policy = Policy(5.0, 2)
+    assert not policy.is_slow(4.99, None)
+    assert policy.is_slow(5.0, None)
+    assert policy.is_slow(0.3, "ReadTimeoutError")
+    assert policy.is_slow(0.3, "ConnectTimeoutError")
+    assert not policy.is_slow(0.01, "NewConnectionError")  # Refused at once: fails fast, holds no thread.
+
+
+def test_destinations_not_marked_slow_are_never_limited() -> None:
+    slow, _ = tracker(slots=1)
+    for _ in range(50):
+        assert slow.enter(FAST) is None
+    assert not slow.leave(FAST, elapsed=4.0, error=None)
+    assert not slow.is_marked(FAST)
+
+
+def test_a_slow_attempt_marks_its_destination_until_mark_seconds_after_it() -> None:
+    slow, clock = tracker()
+    assert slow.enter(SLOW) is None
+    clock.now += 15
+    assert slow.leave(SLOW, elapsed=15.0, error="ReadTimeoutError") is True
+    assert slow.is_marked(SLOW) and not slow.is_marked(FAST)
+    assert slow.enter(SLOW) is None
+    # Marked already: a second slow attempt renews the mark without saying so again.
+    clock.now += 10
+    assert slow.leave(SLOW, elapsed=10.0, error=None) is False
+    clock.now += MARK_SECONDS - 0.001
+    assert slow.is_marked(SLOW)
+    clock.now += 0.001
+    assert not slow.is_marked(SLOW)
+    assert slow.enter(SLOW) is None and slow.enter(SLOW) is None and slow.enter(SLOW) is None
+
+
+def test_a_destination_with_no_attempt_ending_for_the_threshold_is_marked_before_its_first_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="hybiscus_webhooks.slow_destinations")
+    slow, clock = tracker(slots=1)
+    assert slow.enter(SLOW) is None
+    clock.now += 3
+    assert slow.enter(SLOW) is None
+    clock.now += 1.9
+    assert slow.enter(SLOW) is None  # Not yet: the first has run 4.9 s.
+    clock.now += 0.1
+    # 5 s without an answer: marked now, and the three in flight already take more than the one slot.
+    assert slow.enter(SLOW) == MIN_DEFER_SECONDS
+    assert slow.is_marked(SLOW)
+    assert caplog.messages == [
+        "Destination https://slow.example:443 is slow (no answer for 5.0 s): for the next 60 s this worker "
+        "process runs at most 1 attempts at once to the slow destinations; their other deliveries wait on the "
+        "queue for a free slot."
+    ]
+
+
+def test_attempts_that_keep_ending_never_mark_a_busy_destination() -> None:
+    slow, clock = tracker(slots=1)
+    assert slow.enter(FAST) is None
+    for _ in range(100):
+        # Always one in flight, but each ends within a second: the destination answers.
+        assert slow.enter(FAST) is None
+        clock.now += 0.9
+        assert not slow.leave(FAST, elapsed=0.9, error=None)
+    assert not slow.is_marked(FAST)
+
+
+def mark(slow: SlowDestinations, destination: tuple[str, str, int], seconds: float = 4.0) -> None:
+    assert slow.enter(destination) is None
+    slow.leave(destination, elapsed=seconds, error="ReadTimeoutError")
+
+
+def test_slow_destinations_share_the_slots_and_the_rest_is_deferred_one_slow_attempt_apart() -> None:
+    slow, clock = tracker(slots=2)
+    mark(slow, SLOW)
+    mark(slow, OTHER_SLOW)
+    assert slow.enter(SLOW) is None
+    assert slow.enter(OTHER_SLOW) is None
+    # Both slots are taken, by two destinations: the third slow attempt waits, the fast one does not.
+    waits = [slow.enter(SLOW), slow.enter(OTHER_SLOW), slow.enter(SLOW)]
+    assert waits == [MIN_DEFER_SECONDS, MIN_DEFER_SECONDS + 2.0, MIN_DEFER_SECONDS + 4.0]
+    assert slow.enter(FAST) is None
+    # A slot frees; a delivery that has not waited yet joins the line rather than jump it.
+    clock.now += 1
+    slow.leave(SLOW, elapsed=1.0, error=None)
+    assert slow.enter(SLOW) == pytest.approx(MIN_DEFER_SECONDS + 5.0)
+    # The first in line comes back and takes the free slot.
+    assert slow.enter(SLOW, waited=True) is None
+    # One back for its turn while every slot is taken waits one slot's time, not the whole line again.
+    assert slow.enter(OTHER_SLOW, waited=True) == 2.0
+
+
+def test_a_deferral_waits_at_least_the_minimum_even_after_fast_slow_attempts() -> None:
+    slow, _ = tracker(slots=1, slow_seconds=0.001)
+    mark(slow, SLOW, seconds=0.01)
+    assert slow.enter(SLOW) is None
+    assert slow.enter(SLOW) == MIN_DEFER_SECONDS
+    assert slow.enter(SLOW) == 2 * MIN_DEFER_SECONDS
+
+
+def test_a_long_line_is_a_warning_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="hybiscus_webhooks.slow_destinations")
+    slow, clock = tracker(slots=1)
+    mark(slow, SLOW, seconds=20.0)
+    assert slow.enter(SLOW) is None
+    waits = [slow.enter(SLOW) for _ in range(17)]
+    assert waits[-2:] == [MIN_DEFER_SECONDS + 300.0, MIN_DEFER_SECONDS + 320.0]
+    assert [record.levelname for record in caplog.records] == ["WARNING"]
+    assert "wait 300 s for a free slot" in caplog.messages[0]
+    assert "SLOW_DESTINATION_SLOTS = 1" in caplog.messages[0]
+    clock.now += MARK_SECONDS - 1
+    slow.enter(SLOW)
+    assert len(caplog.records) == 1
+    clock.now += 1
+    slow.enter(SLOW)
+    assert len(caplog.records) == 2
+
+
+def test_attempts_in_flight_when_a_destination_is_marked_count_against_the_slots() -> None:
+    slow, clock = tracker(slots=2)
+    for _ in range(3):
+        assert slow.enter(SLOW) is None
+    clock.now += 15
+    assert slow.leave(SLOW, elapsed=15.0, error="ReadTimeoutError")
+    # Two more of the first three are still in flight: no slot is free.
+    assert slow.enter(SLOW) is not None
+    slow.leave(SLOW, elapsed=15.0, error="ReadTimeoutError")
+    slow.leave(SLOW, elapsed=15.0, error="ReadTimeoutError")
+    assert slow.enter(SLOW, waited=True) is None
+
+
+def test_no_slots_setting_turns_the_limit_off() -> None:
+    slow, _ = tracker(slots=None)
+    mark(slow, SLOW)
+    assert [slow.enter(SLOW) for _ in range(20)] == [None] * 20
+    settings.configure(SLOW_DESTINATION_SLOTS=None)
+    assert current() is None
+    settings.configure(SLOW_DESTINATION_SLOTS=3, SLOW_DESTINATION_SECONDS=2)
+    found = current()
+    assert found is not None and found.policy == Policy(2.0, 3)
+
+
+def test_forgotten_destinations_leave_nothing_behind() -> None:
+    slow, clock = tracker()
+    for index in range(100):
+        destination = ("https", "host%d.example" % index, 443)
+        assert slow.enter(destination) is None
+        slow.leave(destination, elapsed=0.1, error=None)
+    mark(slow, SLOW)
+    clock.now += MARK_SECONDS + 1
+    mark(slow, OTHER_SLOW)
+    assert slow.enter(OTHER_SLOW) is None
+    assert slow.enter(OTHER_SLOW) is None
+    assert slow.enter(OTHER_SLOW) is not None  # Counting the slots dropped SLOW's expired mark.
+    assert set(slow._states) == {OTHER_SLOW}
+
+
+@pytest.mark.parametrize(("name", "value"), [("SLOW_DESTINATION_SLOTS", 0), ("SLOW_DESTINATION_SLOTS", "2"),
+                                             ("SLOW_DESTINATION_SECONDS", 0), ("SLOW_DESTINATION_SECONDS", "5")])
+def test_bad_values_are_errors_naming_the_setting(name: str, value: Any) -> None:
+    with pytest.raises(ImproperlyConfigured, match=name):
+        settings.configure(**{name: value})
+
+
+class Processed(Middleware):
+    """Counts the messages a worker has finished with, so a test can wait for one."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = threading.Condition()
+
+    def after_process_message(self, broker: dramatiq.Broker, message: MessageProxy, *,
+                              result: Any = None, exception: BaseException | None = None) -> None:
+        with self._changed:
+            self.count += 1
+            self._changed.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> None:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.count >= count, timeout):
+                raise TimeoutError("Expected %d processed messages, got %d." % (count, self.count))
+
+
+class Held:
+    """A receiver that keeps each request unanswered until released, then answers 204."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def __call__(self, connection: Connection) -> None:
+        while connection.read_request():
+            self.release.wait(10)
+            if not connection.send(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"):
+                return
+
+
+def test_a_deferred_delivery_is_no_attempt_is_not_lost_and_goes_once_a_slot_frees(
+    stub_broker: StubBroker, start_worker: Any, enqueued: Enqueued, clock: DramatiqClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    processed = Processed()
+    stub_broker.add_middleware(processed)
+    # Every attempt is slow: the first one marks the destination.
+    registry = CollectorRegistry()
+    settings.configure(REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True, SLOW_DESTINATION_SECONDS=1e-9,
+                       SLOW_DESTINATION_SLOTS=1, METRICS_REGISTRY=registry)
+    memory = MemoryRecords()
+    records.use(memory)
+    held = Held()
+    held.release.set()
+    caplog.set_level(logging.DEBUG, logger="hybiscus_webhooks")
+    try:
+        with Listener(held) as listener:
+            url = listener.url(path="/hook?token=s3cret")
+            start_worker(stub_broker, worker_threads=2)
+            send(COMPLETED, "task-first", Webhook(url, auth_header="tok-secret"), broker=stub_broker)
+            listener.wait_for_requests(1)
+            stub_broker.join(QUEUE, fail_fast=False)
+            held.release.clear()
+            send(COMPLETED, "task-held", Webhook(url, auth_header="tok-secret"), broker=stub_broker)
+            listener.wait_for_requests(2)
+            # The only slot is taken: this one is put back on the queue, not attempted.
+            send(COMPLETED, "task-deferred", Webhook(url, auth_header="tok-secret"), broker=stub_broker)
+            eta = enqueued.wait_for_eta(1)
+            assert eta == clock.millis() + MIN_DEFER_SECONDS * 1000
+            assert len(listener.requested_at) == 2
+            [deferred] = records.deliveries("task-deferred", backend=memory)
+            assert deferred.state == "pending" and deferred.attempts == ()
+            # Its turn, while the slot is still taken: it waits again, still no attempt.
+            clock.now = eta / 1000
+            second_eta = enqueued.wait_for_eta(2)
+            assert len(listener.requested_at) == 2
+            # The slot frees once the held one is answered; the deferred one goes at its next turn.
+            held.release.set()
+            processed.wait_for(4)  # First, held, deferred twice... the held one is the 4th to end.
+            [answered] = records.deliveries("task-held", backend=memory)
+            assert answered.state == "delivered"
+            clock.now = second_eta / 1000
+            listener.wait_for_requests(3)
+            stub_broker.join(QUEUE, fail_fast=False)
+    finally:
+        records.use(None)
+    [deferred] = records.deliveries("task-deferred", backend=memory)
+    assert deferred.state == "delivered"
+    assert [attempt.number for attempt in deferred.attempts] == [1]
+    assert stub_broker.dead_letters == []
+    # Two waits and three attempts, one each.
+    assert registry.get_sample_value("hybiscus_webhooks_deferred_total", {"event": COMPLETED}) == 2
+    assert registry.get_sample_value("hybiscus_webhooks_attempts_total", {"event": COMPLETED, "outcome": "2xx"}) == 3
+    text = caplog.text
+    assert "waits 250 ms for a free slot at slow destination http://127.0.0.1:%d" % listener.port in text
+    assert "Destination http://127.0.0.1:%d is slow" % listener.port in text
+    assert "s3cret" not in text and "tok-secret" not in text
+
+
+def test_healthy_deliveries_go_on_while_a_hanging_destination_holds_one_thread(
+    stub_broker: StubBroker, start_worker: Any
+) -> None:
+    # Without the limit, the six deliveries to the hanging host would hold all three threads for 30 s.
+    settings.configure(REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True, READ_TIMEOUT=30,
+                       SLOW_DESTINATION_SECONDS=0.5, SLOW_DESTINATION_SLOTS=1)
+    processed = Processed()
+    stub_broker.add_middleware(processed)
+    answered_once = threading.Lock()
+
+    def slow_then_hanging(connection: Connection) -> None:
+        while connection.read_request():
+            if not answered_once.acquire(blocking=False):
+                hang(connection)
+                return
+            connection.wait(0.6)  # Slower than SLOW_DESTINATION_SECONDS: marks the host slow.
+            connection.send(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+
+    with Listener(slow_then_hanging) as hanging, Receiver() as healthy:
+        start_worker(stub_broker, worker_threads=3)
+        send(COMPLETED, "task-marks", Webhook(hanging.url()), broker=stub_broker)
+        processed.wait_for(1)
+        for number in range(6):
+            send(COMPLETED, "task-hangs-%d" % number, Webhook(hanging.url()), broker=stub_broker)
+        for number in range(30):
+            send(COMPLETED, "task-%d" % number, Webhook(healthy.url + "/hook"), broker=stub_broker)
+        healthy.wait_for(30, timeout=20)
+        # The one that marked the host, and the one attempt at a time its slot allows.
+        assert len(hanging.requested_at) == 2
