@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import threading
+import time
 import weakref
 from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
@@ -48,6 +49,8 @@ BATCH_SIZE = 500
 #: Record writes that may wait for Redis; beyond them new ones are dropped (and counted), so that a
 #: stalled Redis never fills a worker's memory.
 MAX_WAITING_WRITES = 20_000
+#: Seconds between two warnings about writes dropped that way.
+DROPS_REPORTED_EVERY = 10.0
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +203,7 @@ class _Writer:
     """
 
     def __init__(self, send: Callable[[list[_Write]], None],
-                 failed: Callable[[list[_Write], BaseException | None], None]) -> None:
+                 failed: Callable[[int, BaseException | None], None]) -> None:
         self._send = send
         self._failed = failed
         self._reset()
@@ -210,23 +213,22 @@ class _Writer:
         # Also in a forked child: the parent's thread and lock state do not come along.
         self._changed = threading.Condition()
         self._waiting: deque[_Write] = deque()
-        self._queued = self._done = 0
+        self._queued = self._done = self._dropped = 0
+        self._dropped_reported_at = 0.0
         self._thread: threading.Thread | None = None
 
     def put(self, write: _Write) -> None:
         with self._changed:
             if len(self._waiting) >= MAX_WAITING_WRITES:
-                dropped = True
+                # Counted now, reported by the writer thread at most every DROPS_REPORTED_EVERY seconds.
+                self._dropped += 1
             else:
-                dropped = False
                 self._waiting.append(write)
                 self._queued += 1
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="hybiscus-webhooks-records", daemon=True)
-                    self._thread.start()
-                self._changed.notify_all()
-        if dropped:
-            self._failed([write], None)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="hybiscus-webhooks-records", daemon=True)
+                self._thread.start()
+            self._changed.notify_all()
 
     def flush(self, timeout: float) -> bool:
         with self._changed:
@@ -243,10 +245,18 @@ class _Writer:
             try:
                 self._send(batch)
             except Exception as exc:
-                self._failed(batch, exc)
+                self._failed(len(batch), exc)
             with self._changed:
                 self._done += len(batch)
+                dropped = self._dropped
+                now = time.monotonic()
+                # Every so often while Redis lags, and once it has caught up: never a line per write.
+                report = dropped and (not self._waiting or now - self._dropped_reported_at >= DROPS_REPORTED_EVERY)
+                if report:
+                    self._dropped, self._dropped_reported_at = 0, now
                 self._changed.notify_all()
+            if report:
+                self._failed(dropped, None)
 
 
 _writers: weakref.WeakSet[_Writer] = weakref.WeakSet()
@@ -368,11 +378,11 @@ class RedisRecords(RecordsBackend):
             )
         pipe.execute()
 
-    def _failed(self, writes: list[_Write], exc: BaseException | None) -> None:
+    def _failed(self, count: int, exc: BaseException | None) -> None:
         # The class name only: a Redis error's text can hold addresses, never worth the risk.
-        logger.warning("Could not record %d write(s) in %s: %s.", len(writes), self.describe(),
-                       "too many waiting for Redis" if exc is None else type(exc).__name__)
-        for _ in writes:
+        logger.warning("Could not record %d write(s) in %s: %s.", count, self.describe(),
+                       "dropped, too many were waiting for Redis" if exc is None else type(exc).__name__)
+        for _ in range(count):
             metrics.record_failed()
 
     def _read(self, delivery_ids: list[str]) -> list[DeliveryRecord]:
