@@ -301,7 +301,10 @@ def get_sender() -> Sender:
 def _forget() -> None:
     global _sender
     with _lock:
-        _sender = None
+        forgotten, _sender = _sender, None
+    if forgotten is not None and forgotten[0] == os.getpid():
+        # Its idle connections would otherwise stay open until collected; one in use closes when released.
+        forgotten[1].pools.clear()
 
 
 settings.on_reload(_forget)

@@ -141,3 +141,16 @@ def test_a_connection_that_is_never_accepted_times_out() -> None:
             for filler in fillers:
                 filler.close()
     assert outcome.error == "ConnectTimeoutError", outcome
+
+
+def test_new_settings_close_the_connections_of_the_sender_they_replace(receiver: Receiver) -> None:
+    from hybiscus_webhooks import settings
+    from hybiscus_webhooks.sender import get_sender
+
+    old = get_sender()
+    assert old.post(receiver.url + "/hook", b"{}", {}).ok
+    [pool] = list(old.pools._pools.values())
+    assert pool.num_connections == 1 and pool.pool is not None and pool.pool.qsize() >= 1
+    settings.configure(REPORT_URL="https://r.example/{task_id}", ALLOW_PRIVATE_DESTINATIONS=True)
+    assert old.pools._pools == {} and pool.pool is None  # Closed: its idle connection with it.
+    assert get_sender() is not old
