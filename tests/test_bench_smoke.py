@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,11 @@ from bench.__main__ import BENCHMARKS, parse, run  # noqa: E402
 EXPECTED_ROWS = {"middleware": 7 + 1 + 3, "throughput": 4, "backlog": 2, "hol": 2, "enqueue": 6}
 
 
+def is_cpu_of_a_tiny_run(row: Any) -> bool:
+    # /proc counts CPU time in ticks of 10 ms, which a run of a few dozen deliveries may not fill.
+    return "CPU" in row.case and row.ours is not None and row.ours >= 0
+
+
 @pytest.mark.parametrize("name", BENCHMARKS)
 def test_the_benchmark_runs_with_tiny_counts(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     require_service("Redis", 6379)
@@ -28,8 +34,8 @@ def test_the_benchmark_runs_with_tiny_counts(name: str, capsys: pytest.CaptureFi
     results = run(names, options)
     assert len(results.rows) == EXPECTED_ROWS[name]
     for row in results.rows:
-        assert row.ours is not None and row.ours > 0, row
-        assert row.ratio is None or row.ratio > 0, row
+        assert (row.ours is not None and row.ours > 0) or is_cpu_of_a_tiny_run(row), row
+        assert row.ratio is None or row.ratio > 0 or is_cpu_of_a_tiny_run(row), row
     assert "nproc" in capsys.readouterr().out
 
 
@@ -41,4 +47,4 @@ def test_the_production_switches_run(name: str, capsys: pytest.CaptureFixture[st
     assert (options.signing, options.records, options.sealed) == (True, True, True)
     results = run(names, options)
     assert len(results.rows) == EXPECTED_ROWS[name]
-    assert all(row.ours is not None and row.ours > 0 for row in results.rows)
+    assert all((row.ours is not None and row.ours > 0) or is_cpu_of_a_tiny_run(row) for row in results.rows)

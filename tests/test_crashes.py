@@ -137,9 +137,10 @@ def test_a_worker_killed_mid_run_loses_no_webhook(setup: Setup, tmp_path: Path) 
     gaps = []
     for n in range(FLAKY):
         failed, succeeded = by_path["/flaky/%d" % n][:2]
-        assert failed.status == 503 and failed.at < killed
+        assert failed.status == 503
         # A retry is scheduled right after its failed attempt; on a loaded machine the kill may come
-        # before that for the last few, which are then sent again at once: judge only the retries
+        # before that for the last few, which are then sent again at once, and a flaky webhook still in
+        # the dead worker's prefetch gets its first attempt from the new one: judge only the retries
         # that were surely waiting in the worker that died.
         if failed.at < killed - 0.5:
             assert succeeded.status == 204
