@@ -247,19 +247,26 @@ def test_a_stalled_redis_costs_a_bounded_queue_and_the_dropped_writes_are_counte
 
 def test_a_worker_sends_its_last_record_writes_when_it_stops(redis_prefix: str) -> None:
     backend = RedisRecords(redis_client(REDIS_URL), key_prefix=redis_prefix, retention=3600)
-    release = threading.Event()
+    sending, release = threading.Event(), threading.Event()
     send = backend._writer._send
 
-    def slow(writes: list[Any]) -> None:
+    def held(writes: list[Any]) -> None:
+        sending.set()
         release.wait(10)
         send(writes)
 
-    backend._writer._send = slow
+    backend._writer._send = held
     backend.write(delivery(), state=PENDING, at=1000.0)
+    assert sending.wait(5)
+    shutdown = threading.Thread(target=FlushRecords().after_worker_shutdown, args=(None, None))
+    shutdown.start()
+    shutdown.join(0.2)
+    assert shutdown.is_alive()  # The shutdown waits for the write on its way ...
     release.set()
-    FlushRecords().after_worker_shutdown(None, None)  # type: ignore[arg-type]
+    shutdown.join(5)
+    assert not shutdown.is_alive()
     client = redis_client(REDIS_URL)
-    assert client.hget(redis_prefix + "delivery:" + delivery()["id"], "state") == PENDING
+    assert client.hget(redis_prefix + "delivery:" + delivery()["id"], "state") == PENDING  # ... which arrived.
     client.close()
     backend.close()
 

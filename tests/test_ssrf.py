@@ -195,16 +195,22 @@ def test_a_name_that_does_not_resolve_is_a_failed_attempt(guard: Guard) -> None:
     assert guard.connects == []
 
 
-def test_a_resolver_that_does_not_answer_is_a_failed_attempt_within_the_connect_timeout(guard: Guard) -> None:
-    # getaddrinfo cannot be interrupted: a silent DNS server holds it for 30 s or more.
-    release = threading.Event()
-    asked = []
+class SilentResolver:
+    """A resolver that answers only once released, as getaddrinfo does with a DNS server that keeps quiet."""
 
-    def silent(host: str, port: int) -> list[str]:
-        asked.append(host)
-        release.wait(30)
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.release = threading.Event()
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.asked.append(host)
+        self.release.wait(30)
         return ["127.0.0.1"]
 
+
+def test_a_resolver_that_does_not_answer_is_a_failed_attempt_within_the_connect_timeout(guard: Guard) -> None:
+    # getaddrinfo cannot be interrupted: a silent DNS server holds it for 30 s or more.
+    silent = SilentResolver()
     sender = Sender(connect_timeout=0.2, read_timeout=5, max_response_bytes=64, policy=LOOPBACK_ALLOWED,
                     resolver=silent)
     try:
@@ -213,29 +219,22 @@ def test_a_resolver_that_does_not_answer_is_a_failed_attempt_within_the_connect_
         took = time.monotonic() - started
         assert outcome.error == "NameResolutionTimeout" and not outcome.ok
         assert outcome.elapsed >= 0.2 and took < 5  # Bounded by the connect timeout, not the resolver.
-        assert asked == ["silent.example"] and guard.connects == []
+        assert silent.asked == ["silent.example"] and guard.connects == []
     finally:
-        release.set()
+        silent.release.set()
 
 
 def test_lookups_that_never_return_use_up_no_more_than_their_threads(guard: Guard) -> None:
-    release = threading.Event()
-    calls = []
-
-    def silent(host: str, port: int) -> list[str]:
-        calls.append(host)
-        release.wait(30)
-        return ["127.0.0.1"]
-
+    silent = SilentResolver()
     lookups = _Lookups(silent, threads=2)
     try:
         for index in range(5):
             with pytest.raises(TimeoutError, match="no answer for h%d.example in 0.05 s" % index):
                 lookups.resolve("h%d.example" % index, 443, 0.05)
         # Two threads are stuck in the resolver; the lookups queued behind them were dropped unrun.
-        assert calls == ["h0.example", "h1.example"]
+        assert silent.asked == ["h0.example", "h1.example"]
     finally:
-        release.set()
+        silent.release.set()
 
 
 def test_the_default_resolver_resolves_once(guard: Guard, listener: Listener) -> None:
