@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import dramatiq
 
@@ -44,8 +44,8 @@ RESPONSE_HEAD_BYTES = 512
 MAX_ATTEMPTS = 50
 #: Seconds a records write may wait on Redis: a record is never worth delaying a delivery.
 REDIS_TIMEOUT = 0.5
-#: Most record writes sent to Redis in one round trip.
-BATCH_SIZE = 500
+#: Most record writes sent to Redis in one round trip (one script call, which holds Redis a few ms).
+BATCH_SIZE = 200
 #: Record writes that may wait for Redis; beyond them new ones are dropped (and counted), so that a
 #: stalled Redis never fills a worker's memory.
 MAX_WAITING_WRITES = 20_000
@@ -184,10 +184,11 @@ class MemoryRecords(RecordsBackend):
         return found[:limit]
 
 
-@dataclass(frozen=True)
-class _Write:
+class _Write(NamedTuple):
     delivery_id: str
-    fields: dict[str | bytes, str]
+    task_id: str
+    event: str
+    endpoint: str
     state: str
     at: float
     attempt: Attempt | None
@@ -286,45 +287,66 @@ os.register_at_fork(after_in_child=_forget_writes_of_parent)
 atexit.register(flush)
 
 
-# KEYS: the delivery's hash, its attempts, its task's set, the index of failures.
-# ARGV: id, task_id, event, endpoint, state, at, next_attempt_at or "", only_if_new, failed,
-# attempt JSON or "", most attempts kept, ttl, oldest failure kept.
+# One call writes a whole batch. ARGV: the key prefix, the ttl, most attempts kept, the writes as a
+# JSON array, and the oldest failure kept. A write is [id, task_id, event, endpoint, state, at,
+# next_attempt_at or "", only_if_new 0/1, failed 0/1, attempt JSON or ""]. The attempts live in the
+# delivery's own hash (fields a1, a2, ... counted by n): one key per delivery, small enough for Redis
+# to keep it packed. The keys are made here, not passed: records need a single Redis, not a cluster.
 _WRITE_SCRIPT = """
-local delivery, attempts, task, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local id, state, at, next_at = ARGV[1], ARGV[5], ARGV[6], ARGV[7]
-local ttl = ARGV[12]
-redis.call('HSET', delivery, 'task_id', ARGV[2], 'event', ARGV[3], 'endpoint', ARGV[4])
-if ARGV[8] == '1' then
-  redis.call('HSETNX', delivery, 'state', state)
-  redis.call('HSETNX', delivery, 'updated_at', at)
-else
-  redis.call('HSET', delivery, 'state', state, 'updated_at', at)
-  if next_at == '' then
-    redis.call('HDEL', delivery, 'next_attempt_at')
+local prefix, ttl, keep = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local failed = prefix .. 'failed'
+local any_failed = false
+for _, write in ipairs(cjson.decode(ARGV[4])) do
+  local id, task, state, at, next_at = write[1], write[2], write[5], write[6], write[7]
+  local delivery, index = prefix .. 'delivery:' .. id, prefix .. 'task:' .. task
+  redis.call('HSET', delivery, 'task_id', task, 'event', write[3], 'endpoint', write[4])
+  if write[8] == 1 then
+    redis.call('HSETNX', delivery, 'state', state)
+    redis.call('HSETNX', delivery, 'updated_at', at)
   else
-    redis.call('HSET', delivery, 'next_attempt_at', next_at)
+    redis.call('HSET', delivery, 'state', state, 'updated_at', at)
+    if next_at == '' then
+      redis.call('HDEL', delivery, 'next_attempt_at')
+    else
+      redis.call('HSET', delivery, 'next_attempt_at', next_at)
+    end
+    if write[9] == 1 then
+      redis.call('ZADD', failed, at, id)
+      any_failed = true
+    else
+      redis.call('ZREM', failed, id)
+    end
   end
-  if ARGV[9] == '1' then
-    redis.call('ZADD', failed, at, id)
-    redis.call('ZREMRANGEBYSCORE', failed, '-inf', ARGV[13])
-    redis.call('EXPIRE', failed, ttl)
-  else
-    redis.call('ZREM', failed, id)
+  if write[10] ~= '' then
+    local n = redis.call('HINCRBY', delivery, 'n', 1)
+    redis.call('HSET', delivery, 'a' .. n, write[10])
+    if n > keep then
+      redis.call('HDEL', delivery, 'a' .. (n - keep))
+    end
   end
+  redis.call('HSET', index, id, '')
+  redis.call('EXPIRE', index, ttl)
+  redis.call('EXPIRE', delivery, ttl)
 end
-if ARGV[10] ~= '' then
-  redis.call('RPUSH', attempts, ARGV[10])
-  redis.call('LTRIM', attempts, -tonumber(ARGV[11]), -1)
-  redis.call('EXPIRE', attempts, ttl)
+if any_failed then
+  redis.call('ZREMRANGEBYSCORE', failed, '-inf', ARGV[5])
+  redis.call('EXPIRE', failed, ttl)
 end
-redis.call('SADD', task, id)
-redis.call('EXPIRE', task, ttl)
-redis.call('EXPIRE', delivery, ttl)
 """
 
 
+def _attempt_json(attempt: Attempt) -> str:
+    # An array, not an object, and the start to the millisecond (Dramatiq's clock has no finer), so
+    # that a plain attempt stays within the 64 bytes up to which Redis packs a hash's values.
+    fields: list[Any] = [attempt.number, round(attempt.at, 3), attempt.status, attempt.error, attempt.latency]
+    if attempt.response_head:
+        fields.append(attempt.response_head)
+    return json.dumps(fields, separators=(",", ":"))
+
+
 class RedisRecords(RecordsBackend):
-    """Records in Redis: a hash per delivery, a list of its attempts, a set per task, an index of failures.
+    """Records in Redis: a hash per delivery with its attempts, a hash per task of its deliveries' ids, and
+    a sorted set indexing the failures.
 
     Every key expires ``retention`` seconds after the delivery's last write.
     """
@@ -344,10 +366,8 @@ class RedisRecords(RecordsBackend):
         next_attempt_at: float | None = None, only_if_new: bool = False,
     ) -> None:
         """Queue the write for this process's writer thread: the caller never waits on Redis."""
-        fields: dict[str | bytes, str] = {
-            "task_id": delivery["task_id"], "event": delivery["event"], "endpoint": delivery["endpoint"],
-        }
-        self._writer.put(_Write(delivery["id"], fields, state, at, attempt, next_attempt_at, only_if_new))
+        self._writer.put(_Write(delivery["id"], delivery["task_id"], delivery["event"], delivery["endpoint"], state,
+                                at, attempt, next_attempt_at, only_if_new))
 
     def flush(self, timeout: float = 4 * REDIS_TIMEOUT) -> bool:
         """Wait until every write queued so far has been sent (or has failed); False on timeout."""
@@ -359,24 +379,17 @@ class RedisRecords(RecordsBackend):
         self.client.close()
 
     def _send(self, writes: list[_Write]) -> None:
-        # One round trip for the whole batch, in the order the writes came; each write is one call of
-        # a script, atomic on the server, rather than a dozen commands to pack and parse here.
-        ttl = max(1, math.ceil(self.retention))
-        failed_key = self._key("failed")
-        pipe = self.client.pipeline(transaction=False)
-        for write in writes:
-            self._write_script(
-                keys=[self._key("delivery", write.delivery_id), self._key("attempts", write.delivery_id),
-                      self._key("task", write.fields["task_id"]), failed_key],
-                args=[write.delivery_id, write.fields["task_id"], write.fields["event"], write.fields["endpoint"],
-                      write.state, repr(write.at),
-                      "" if write.next_attempt_at is None else repr(write.next_attempt_at),
-                      int(write.only_if_new), int(write.state in FAILED_STATES),
-                      "" if write.attempt is None else json.dumps(asdict(write.attempt), separators=(",", ":")),
-                      MAX_ATTEMPTS, ttl, repr(write.at - self.retention)],
-                client=pipe,
-            )
-        pipe.execute()
+        # The whole batch in one call of a script, in the order the writes came: one command to pack
+        # and parse here however many writes wait, and each write atomic on the server.
+        rows = [
+            [write.delivery_id, write.task_id, write.event, write.endpoint, write.state, repr(write.at),
+             "" if write.next_attempt_at is None else repr(write.next_attempt_at), int(write.only_if_new),
+             int(write.state in FAILED_STATES), "" if write.attempt is None else _attempt_json(write.attempt)]
+            for write in writes
+        ]
+        oldest_kept = max(write.at for write in writes) - self.retention
+        self._write_script(args=[self.key_prefix, max(1, math.ceil(self.retention)), MAX_ATTEMPTS,
+                                 json.dumps(rows, separators=(",", ":")), repr(oldest_kept)])
 
     def _failed(self, count: int, exc: BaseException | None) -> None:
         # The class name only: a Redis error's text can hold addresses, never worth the risk.
@@ -389,18 +402,17 @@ class RedisRecords(RecordsBackend):
         pipe = self.client.pipeline(transaction=False)
         for delivery_id in delivery_ids:
             pipe.hgetall(self._key("delivery", delivery_id))
-            pipe.lrange(self._key("attempts", delivery_id), 0, -1)
-        answers = pipe.execute()
         records = []
-        for delivery_id, fields, attempts in zip(delivery_ids, answers[::2], answers[1::2]):
+        for delivery_id, fields in zip(delivery_ids, pipe.execute()):
             if fields.get("state") is None:
                 continue
             next_attempt_at = fields.get("next_attempt_at")
+            attempts = sorted((int(name[1:]), value) for name, value in fields.items() if name[:1] == "a")
             records.append(DeliveryRecord(
                 delivery_id=delivery_id, task_id=fields["task_id"], event=fields["event"],
                 endpoint=fields["endpoint"], state=fields["state"], updated_at=float(fields["updated_at"]),
                 next_attempt_at=None if next_attempt_at is None else float(next_attempt_at),
-                attempts=tuple(Attempt(**json.loads(attempt)) for attempt in attempts),
+                attempts=tuple(Attempt(*json.loads(attempt)) for _, attempt in attempts),
             ))
         return records
 
@@ -411,7 +423,7 @@ class RedisRecords(RecordsBackend):
 
     def for_task(self, task_id: str) -> list[DeliveryRecord]:
         flush()  # This process's own writes first.
-        return _ordered(self._read(sorted(self.client.smembers(self._key("task", task_id)))))
+        return _ordered(self._read(sorted(self.client.hkeys(self._key("task", task_id)))))
 
     def failed(self, *, limit: int = 100) -> list[DeliveryRecord]:
         flush()  # This process's own writes first.

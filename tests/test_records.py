@@ -145,7 +145,7 @@ def test_redis_keys_expire_after_the_retention(redis_prefix: str) -> None:
     backend.write(delivery(), state=EXHAUSTED, at=1.0, attempt=failed_attempt(9, 1.0))
     assert backend.flush()
     keys = list(backend.client.scan_iter(redis_prefix + "*"))
-    assert sorted(key[len(redis_prefix):].split(":")[0] for key in keys) == ["attempts", "delivery", "failed", "task"]
+    assert sorted(key[len(redis_prefix):].split(":")[0] for key in keys) == ["delivery", "failed", "task"]
     assert all(0 < backend.client.ttl(key) <= 120 for key in keys)
 
 
