@@ -46,6 +46,9 @@ MAX_ATTEMPTS = 50
 REDIS_TIMEOUT = 0.5
 #: Most record writes sent to Redis in one round trip (one script call, which holds Redis a few ms).
 BATCH_SIZE = 200
+#: Seconds the writer thread waits for more writes to join a batch: under load, a round trip for
+#: dozens of writes rather than one each; idle, a record reaches Redis this much later.
+LINGER_SECONDS = 0.05
 #: Record writes that may wait for Redis; beyond them new ones are dropped (and counted), so that a
 #: stalled Redis never fills a worker's memory.
 MAX_WAITING_WRITES = 20_000
@@ -199,8 +202,9 @@ class _Write(NamedTuple):
 class _Writer:
     """Sends a backend's writes from a thread of its own, all that are waiting in one round trip.
 
-    A delivery thread only appends to a queue. Under load, writes pile up while a batch is on its
-    way and leave together; when idle, each leaves at once.
+    A delivery thread only appends to a queue. The writer thread sends what has piled up
+    ``LINGER_SECONDS`` after the first write of a batch, at once when a batch is full or a flush
+    waits.
     """
 
     def __init__(self, send: Callable[[list[_Write]], None],
@@ -215,6 +219,8 @@ class _Writer:
         self._changed = threading.Condition()
         self._waiting: deque[_Write] = deque()
         self._queued = self._done = self._dropped = 0
+        # Writes up to this count are awaited by a flush: send them without lingering.
+        self._flush_to = 0
         self._dropped_reported_at = 0.0
         self._thread: threading.Thread | None = None
 
@@ -229,11 +235,15 @@ class _Writer:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="hybiscus-webhooks-records", daemon=True)
                 self._thread.start()
-            self._changed.notify_all()
+            # Wake the writer only when it has something to do: not for every write of a batch.
+            if len(self._waiting) in (1, BATCH_SIZE):
+                self._changed.notify_all()
 
     def flush(self, timeout: float) -> bool:
         with self._changed:
             target = self._queued
+            self._flush_to = max(self._flush_to, target)
+            self._changed.notify_all()
             return self._changed.wait_for(lambda: self._done >= target, timeout)
 
     def _run(self) -> None:
@@ -242,6 +252,8 @@ class _Writer:
                 if not self._changed.wait_for(lambda: bool(self._waiting), _WRITER_IDLE_SECONDS):
                     self._thread = None  # The next write starts another.
                     return
+                self._changed.wait_for(
+                    lambda: len(self._waiting) >= BATCH_SIZE or self._flush_to > self._done, LINGER_SECONDS)
                 batch = [self._waiting.popleft() for _ in range(min(BATCH_SIZE, len(self._waiting)))]
             try:
                 self._send(batch)
