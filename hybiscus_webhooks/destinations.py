@@ -9,6 +9,7 @@ shared (CGNAT), multicast, reserved and documentation ranges, and the IPv4-mappe
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -102,6 +103,9 @@ def normalize_host(host: str) -> str:
     return unicodedata.normalize("NFKC", host.strip("[]")).translate(_DOTS).lower()
 
 
+# Both are pure, and the sender calls each on every attempt with the few hosts a worker sends to:
+# remembering the answers saves parsing an address twice per attempt. Host names only, no secret.
+@functools.lru_cache(maxsize=1024)
 def ip_literal(host: str) -> Address | None:
     """The address ``host`` spells, in any form a resolver accepts (2130706433, 0x7f.1, 0177.0.0.1, 127.1, [::1]).
 
@@ -145,6 +149,7 @@ def _ipv4_number(part: str) -> int:
     return int(part)
 
 
+@functools.lru_cache(maxsize=1024)
 def ascii_host(host: str) -> str:
     """The ASCII form of a host name (IDNA, punycode) or the canonical text of an IP literal.
 

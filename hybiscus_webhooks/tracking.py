@@ -119,6 +119,8 @@ def _call_on_exhausted(exhausted: ExhaustedDelivery) -> None:
 
 def _response_head(head: bytes, endpoint: Webhook) -> str:
     """The start of an answer, with anything of the endpoint's secrets a receiver echoed blanked out."""
+    if not head:
+        return ""  # Most answers (204s): no URL to parse.
     text = head.decode("utf-8", "replace")
     query = urlsplit(endpoint.url).query
     secrets = {endpoint.auth_header or "", query}
