@@ -301,26 +301,29 @@ atexit.register(flush)
 
 # One call writes a whole batch. ARGV: the key prefix, the ttl, most attempts kept, the writes as a
 # JSON array, and the oldest failure kept. A write is [id, task_id, event, endpoint, state, at,
-# next_attempt_at or "", only_if_new 0/1, failed 0/1, attempt JSON or ""]. The attempts live in the
-# delivery's own hash (fields a1, a2, ... counted by n): one key per delivery, small enough for Redis
-# to keep it packed. The keys are made here, not passed: records need a single Redis, not a cluster.
+# next_attempt_at or "", only_if_new 0/1, failed 0/1, attempt JSON or ""]. A delivery is one hash,
+# "<prefix>d:<id>": task, event, to (the endpoint), state, at (updated), next (the next attempt), and
+# its attempts a1, a2, ... counted by n; a task's deliveries are the fields of "<prefix>t:<task_id>".
+# Short names, times to the millisecond: a waiting delivery's records cost about what its message
+# does, and stay small enough for Redis to keep them packed. The keys are made here, not passed:
+# records need a single Redis, not a cluster.
 _WRITE_SCRIPT = """
 local prefix, ttl, keep = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local failed = prefix .. 'failed'
 local any_failed = false
 for _, write in ipairs(cjson.decode(ARGV[4])) do
   local id, task, state, at, next_at = write[1], write[2], write[5], write[6], write[7]
-  local delivery, index = prefix .. 'delivery:' .. id, prefix .. 'task:' .. task
-  redis.call('HSET', delivery, 'task_id', task, 'event', write[3], 'endpoint', write[4])
+  local delivery, index = prefix .. 'd:' .. id, prefix .. 't:' .. task
+  redis.call('HSET', delivery, 'task', task, 'event', write[3], 'to', write[4])
   if write[8] == 1 then
     redis.call('HSETNX', delivery, 'state', state)
-    redis.call('HSETNX', delivery, 'updated_at', at)
+    redis.call('HSETNX', delivery, 'at', at)
   else
-    redis.call('HSET', delivery, 'state', state, 'updated_at', at)
+    redis.call('HSET', delivery, 'state', state, 'at', at)
     if next_at == '' then
-      redis.call('HDEL', delivery, 'next_attempt_at')
+      redis.call('HDEL', delivery, 'next')
     else
-      redis.call('HSET', delivery, 'next_attempt_at', next_at)
+      redis.call('HSET', delivery, 'next', next_at)
     end
     if write[9] == 1 then
       redis.call('ZADD', failed, at, id)
@@ -345,6 +348,10 @@ if any_failed then
   redis.call('EXPIRE', failed, ttl)
 end
 """
+
+
+def _seconds(at: float) -> str:
+    return repr(round(at, 3))
 
 
 def _attempt_json(attempt: Attempt) -> str:
@@ -394,8 +401,8 @@ class RedisRecords(RecordsBackend):
         # The whole batch in one call of a script, in the order the writes came: one command to pack
         # and parse here however many writes wait, and each write atomic on the server.
         rows = [
-            [write.delivery_id, write.task_id, write.event, write.endpoint, write.state, repr(write.at),
-             "" if write.next_attempt_at is None else repr(write.next_attempt_at), int(write.only_if_new),
+            [write.delivery_id, write.task_id, write.event, write.endpoint, write.state, _seconds(write.at),
+             "" if write.next_attempt_at is None else _seconds(write.next_attempt_at), int(write.only_if_new),
              int(write.state in FAILED_STATES), "" if write.attempt is None else _attempt_json(write.attempt)]
             for write in writes
         ]
@@ -413,16 +420,17 @@ class RedisRecords(RecordsBackend):
     def _read(self, delivery_ids: list[str]) -> list[DeliveryRecord]:
         pipe = self.client.pipeline(transaction=False)
         for delivery_id in delivery_ids:
-            pipe.hgetall(self._key("delivery", delivery_id))
+            pipe.hgetall(self._key("d", delivery_id))
         records = []
         for delivery_id, fields in zip(delivery_ids, pipe.execute()):
             if fields.get("state") is None:
                 continue
-            next_attempt_at = fields.get("next_attempt_at")
-            attempts = sorted((int(name[1:]), value) for name, value in fields.items() if name[:1] == "a")
+            next_attempt_at = fields.get("next")
+            attempts = sorted((int(name[1:]), value) for name, value in fields.items() if name[:1] == "a"
+                              and name[1:].isdigit())
             records.append(DeliveryRecord(
-                delivery_id=delivery_id, task_id=fields["task_id"], event=fields["event"],
-                endpoint=fields["endpoint"], state=fields["state"], updated_at=float(fields["updated_at"]),
+                delivery_id=delivery_id, task_id=fields["task"], event=fields["event"],
+                endpoint=fields["to"], state=fields["state"], updated_at=float(fields["at"]),
                 next_attempt_at=None if next_attempt_at is None else float(next_attempt_at),
                 attempts=tuple(Attempt(*json.loads(attempt)) for _, attempt in attempts),
             ))
@@ -435,7 +443,7 @@ class RedisRecords(RecordsBackend):
 
     def for_task(self, task_id: str) -> list[DeliveryRecord]:
         flush()  # This process's own writes first.
-        return _ordered(self._read(sorted(self.client.hkeys(self._key("task", task_id)))))
+        return _ordered(self._read(sorted(self.client.hkeys(self._key("t", task_id)))))
 
     def failed(self, *, limit: int = 100) -> list[DeliveryRecord]:
         flush()  # This process's own writes first.

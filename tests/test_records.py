@@ -145,7 +145,7 @@ def test_redis_keys_expire_after_the_retention(redis_prefix: str) -> None:
     backend.write(delivery(), state=EXHAUSTED, at=1.0, attempt=failed_attempt(9, 1.0))
     assert backend.flush()
     keys = list(backend.client.scan_iter(redis_prefix + "*"))
-    assert sorted(key[len(redis_prefix):].split(":")[0] for key in keys) == ["delivery", "failed", "task"]
+    assert sorted(key[len(redis_prefix):].split(":")[0] for key in keys) == ["d", "failed", "t"]
     assert all(0 < backend.client.ttl(key) <= 120 for key in keys)
 
 
@@ -266,7 +266,7 @@ def test_a_worker_sends_its_last_record_writes_when_it_stops(redis_prefix: str) 
     shutdown.join(5)
     assert not shutdown.is_alive()
     client = redis_client(REDIS_URL)
-    assert client.hget(redis_prefix + "delivery:" + delivery()["id"], "state") == PENDING  # ... which arrived.
+    assert client.hget(redis_prefix + "d:" + delivery()["id"], "state") == PENDING  # ... which arrived.
     client.close()
     backend.close()
 
