@@ -8,8 +8,8 @@ authenticated with AES-SIV (RFC 5297), with a random nonce. The first key seals;
 so keys rotate without losing a retry that is waiting.
 
 AES-SIV rather than Fernet: a worker opens a token on every attempt, and Fernet took 31 us to open
-one and 29 us to seal it against 12 and 13 us (timeit, best of 5), with a token a quarter longer.
-SIV also stays safe should a random nonce ever repeat.
+one and 29 us to seal it against 12 and 8 us (timeit, best of 5); its token for a short URL took 184
+characters where ours takes 108. SIV also stays safe should a random nonce ever repeat.
 """
 
 from __future__ import annotations
@@ -94,7 +94,9 @@ def seal(endpoint: Webhook, keys: Sequence[MessageKey]) -> dict[str, Any]:
     plain = {"url": endpoint.url, "auth_header": endpoint.auth_header}
     if not keys:
         return plain
-    return {SEALED: keys[0].seal(json.dumps(plain, separators=(",", ":")).encode())}
+    # Sealed as a pair, not an object: a waiting delivery's message is kept in the broker, and the
+    # field names would add about 28 bytes to every token.
+    return {SEALED: keys[0].seal(json.dumps([endpoint.url, endpoint.auth_header], separators=(",", ":")).encode())}
 
 
 def open_endpoint(entry: Mapping[str, Any], keys: Sequence[MessageKey]) -> Webhook:
@@ -112,5 +114,5 @@ def open_endpoint(entry: Mapping[str, Any], keys: Sequence[MessageKey]) -> Webho
     if plain is None:
         raise SealBroken("None of the %d MESSAGE_KEYS opens the message's endpoint: was it sealed with a key "
                          "since removed, or in a process with other keys?" % len(keys)) from None
-    values = json.loads(plain)
-    return Webhook(values["url"], values["auth_header"])
+    url, auth_header = json.loads(plain)
+    return Webhook(url, auth_header)
