@@ -3,7 +3,9 @@
 An attempt that takes ``SLOW_DESTINATION_SECONDS`` or more, or times out, marks its destination
 (scheme, host and port) slow in this process until ``MARK_SECONDS`` after it; so does an attempt still
 running after that long with no other attempt to the destination ended meanwhile, so that threads
-stop piling onto a destination that hangs before its first timeout. Attempts to all the
+stop piling onto a destination that hangs before its first timeout. The mark lasts while deliveries
+to the destination wait for their turn, and ends with the first attempt to it that is not slow.
+Attempts to all the
 destinations marked slow share ``SLOW_DESTINATION_SLOTS`` threads; the other threads stay free for
 everyone else. A delivery to a slow destination that finds no free slot is not attempted: the
 delivery actor puts it back on the queue for its turn, which the tracker hands out one slow attempt's
@@ -124,6 +126,9 @@ class SlowDestinations:
                 if not free or (not waited and self._next_turn > now):
                     turn = max(self._next_turn, now + MIN_DEFER_SECONDS)
                     self._next_turn = turn + spacing
+                    # Still marked when this delivery comes back for its turn, however far off: a mark
+                    # that ran out first would let the waiting deliveries and new ones all go at once.
+                    state.marked_until = max(state.marked_until, turn + self.policy.mark_seconds)
                     if turn - now > LONG_WAIT_SECONDS and now - self._warned_at >= self.policy.mark_seconds:
                         self._warned_at = now
                         logger.warning(
@@ -148,6 +153,11 @@ class SlowDestinations:
             if self.policy.is_slow(elapsed, error):
                 newly = state.marked_until <= now
                 self._mark(destination, state, now, elapsed, error or "an attempt took %.1f s" % elapsed)
+            elif state.marked_until > now:
+                # It answers again: its waiting deliveries go as their turns come, without a slot.
+                state.marked_until = now
+                logger.info("Destination %s answers again (in %.1f s): no longer limited in this worker process.",
+                            describe(destination), elapsed)
             if state.in_flight == 0 and state.marked_until <= now:
                 del self._states[destination]
             return newly
@@ -164,7 +174,7 @@ class SlowDestinations:
                 "once to the slow destinations; their other deliveries wait on the queue for a free slot.",
                 describe(destination), reason, self.policy.mark_seconds, self.policy.slots,
             )
-        state.marked_until = now + self.policy.mark_seconds
+        state.marked_until = max(state.marked_until, now + self.policy.mark_seconds)
         state.slow_attempt = seconds
 
     def _slow_in_flight(self, now: float) -> int:

@@ -142,12 +142,44 @@ def test_slow_destinations_share_the_slots_and_the_rest_is_deferred_one_slow_att
     assert slow.enter(FAST) is None
     # A slot frees; a delivery that has not waited yet joins the line rather than jump it.
     clock.now += 1
-    slow.leave(SLOW, elapsed=1.0, error=None)
+    slow.leave(SLOW, elapsed=4.0, error="ReadTimeoutError")
     assert slow.enter(SLOW) == pytest.approx(MIN_DEFER_SECONDS + 5.0)
     # The first in line comes back and takes the free slot.
     assert slow.enter(SLOW, waited=True) is None
     # One back for its turn while every slot is taken waits one slot's time, not the whole line again.
     assert slow.enter(OTHER_SLOW, waited=True) == 2.0
+
+
+def test_a_destination_stays_marked_while_its_deliveries_wait_for_their_turns() -> None:
+    slow, clock = tracker(slots=1)
+    mark(slow, SLOW)  # 4 s timeouts: turns 4 s apart.
+    assert slow.enter(SLOW) is None
+    turns = [slow.enter(SLOW) for _ in range(30)]
+    assert turns[-1] == pytest.approx(MIN_DEFER_SECONDS + 29 * 4.0)  # Two minutes away, past the mark.
+    clock.now += 4
+    slow.leave(SLOW, elapsed=4.0, error="ReadTimeoutError")
+    # Long after the last slow attempt's mark would have run out, before the last turn: still marked,
+    # so a new delivery waits in line rather than take a thread the waiting ones would also take.
+    clock.now += MARK_SECONDS + 30
+    assert slow.is_marked(SLOW)
+    assert slow.enter(SLOW) is not None
+    clock.now += turns[-1] + MARK_SECONDS
+    assert not slow.is_marked(SLOW)
+
+
+def test_an_attempt_that_is_not_slow_ends_the_mark(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="hybiscus_webhooks.slow_destinations")
+    slow, clock = tracker(slots=1)
+    mark(slow, SLOW)
+    assert slow.enter(SLOW) is None
+    assert slow.enter(SLOW) == MIN_DEFER_SECONDS  # Waits for a turn ...
+    clock.now += 0.2
+    assert slow.leave(SLOW, elapsed=0.2, error=None) is False
+    # ... which it takes without a slot: the destination answers again.
+    assert not slow.is_marked(SLOW)
+    assert [slow.enter(SLOW, waited=True), slow.enter(SLOW), slow.enter(SLOW)] == [None, None, None]
+    assert caplog.messages[-1] == ("Destination https://slow.example:443 answers again (in 0.2 s): no longer limited "
+                                   "in this worker process.")
 
 
 def test_a_deferral_waits_at_least_the_minimum_even_after_fast_slow_attempts() -> None:
