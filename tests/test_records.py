@@ -283,3 +283,26 @@ def test_an_idle_writer_thread_ends_and_the_next_write_starts_another(monkeypatc
     assert not first.is_alive() and backend._writer._thread is None
     backend.write(delivery(n=2), state=PENDING, at=2.0)
     assert backend.flush(timeout=5) and sent == [1, 1]
+
+
+@pytest.mark.redis
+def test_a_batch_lingers_for_more_writes_and_a_flush_sends_it_at_once(
+    redis_prefix: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(records_module, "LINGER_SECONDS", 30.0)
+    backend = RedisRecords(redis_client(REDIS_URL), key_prefix=redis_prefix, retention=3600)
+    batches: list[int] = []
+    send = backend._writer._send
+
+    def counted(writes: list[Any]) -> None:
+        batches.append(len(writes))
+        send(writes)
+
+    backend._writer._send = counted
+    for n in range(3):
+        backend.write(delivery(n=n), state=PENDING, at=1000.0)
+    # The writer waits for more writes to join the first (30 s here), but not once a flush waits.
+    assert backend.flush(timeout=5)
+    assert batches == [3]
+    assert [record.state for record in backend.for_task("task-1")] == [PENDING] * 3
+    backend.close()
