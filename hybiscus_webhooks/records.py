@@ -300,13 +300,14 @@ atexit.register(flush)
 
 
 # One call writes a whole batch. ARGV: the key prefix, the ttl, most attempts kept, the writes as a
-# JSON array, and the oldest failure kept. A write is [id, task_id, event, endpoint, state, at,
-# next_attempt_at or "", only_if_new 0/1, failed 0/1, attempt JSON or ""]. A delivery is one hash,
-# "<prefix>d:<id>": task, event, to (the endpoint), state, at (updated), next (the next attempt), and
-# its attempts a1, a2, ... counted by n; a task's deliveries are the fields of "<prefix>t:<task_id>".
-# Short names, times to the millisecond: a waiting delivery's records cost about what its message
-# does, and stay small enough for Redis to keep them packed. The keys are made here, not passed:
-# records need a single Redis, not a cluster.
+# JSON array, and the oldest failure kept (milliseconds). A write is [id, task_id, event, endpoint,
+# state, at, next_attempt_at or "", only_if_new 0/1, failed 0/1, attempt JSON or ""]. A delivery is
+# one hash, "<prefix>d:<id>": task, event (without "report."), to (the endpoint), state, at (updated),
+# next (the next attempt), and its attempts a1, a2, ... counted by n; a task's deliveries are the
+# fields of "<prefix>t:<task_id>"; "<prefix>failed" scores the failed deliveries' ids by their at.
+# Short names, and at and next as integer milliseconds, which Redis packs as integers: a waiting
+# delivery's records cost about half what its message does, and stay small enough for Redis to keep
+# them packed. The keys are made here, not passed: records need a single Redis, not a cluster.
 _WRITE_SCRIPT = """
 local prefix, ttl, keep = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local failed = prefix .. 'failed'
@@ -350,8 +351,20 @@ end
 """
 
 
-def _seconds(at: float) -> str:
-    return repr(round(at, 3))
+def _millis(at: float) -> str:
+    return str(round(at * 1000))
+
+
+#: Every event starts with this; records keep the rest.
+_EVENT_PREFIX = "report."
+
+
+def _short_event(event: str) -> str:
+    return event[len(_EVENT_PREFIX):] if event.startswith(_EVENT_PREFIX) else event
+
+
+def _full_event(stored: str) -> str:
+    return stored if "." in stored else _EVENT_PREFIX + stored
 
 
 def _attempt_json(attempt: Attempt) -> str:
@@ -401,14 +414,15 @@ class RedisRecords(RecordsBackend):
         # The whole batch in one call of a script, in the order the writes came: one command to pack
         # and parse here however many writes wait, and each write atomic on the server.
         rows = [
-            [write.delivery_id, write.task_id, write.event, write.endpoint, write.state, _seconds(write.at),
-             "" if write.next_attempt_at is None else _seconds(write.next_attempt_at), int(write.only_if_new),
+            [write.delivery_id, write.task_id, _short_event(write.event), write.endpoint, write.state,
+             _millis(write.at), "" if write.next_attempt_at is None else _millis(write.next_attempt_at),
+             int(write.only_if_new),
              int(write.state in FAILED_STATES), "" if write.attempt is None else _attempt_json(write.attempt)]
             for write in writes
         ]
         oldest_kept = max(write.at for write in writes) - self.retention
         self._write_script(args=[self.key_prefix, max(1, math.ceil(self.retention)), MAX_ATTEMPTS,
-                                 json.dumps(rows, separators=(",", ":")), repr(oldest_kept)])
+                                 json.dumps(rows, separators=(",", ":")), _millis(oldest_kept)])
 
     def _failed(self, count: int, exc: BaseException | None) -> None:
         # The class name only: a Redis error's text can hold addresses, never worth the risk.
@@ -429,9 +443,9 @@ class RedisRecords(RecordsBackend):
             attempts = sorted((int(name[1:]), value) for name, value in fields.items() if name[:1] == "a"
                               and name[1:].isdigit())
             records.append(DeliveryRecord(
-                delivery_id=delivery_id, task_id=fields["task"], event=fields["event"],
-                endpoint=fields["to"], state=fields["state"], updated_at=float(fields["at"]),
-                next_attempt_at=None if next_attempt_at is None else float(next_attempt_at),
+                delivery_id=delivery_id, task_id=fields["task"], event=_full_event(fields["event"]),
+                endpoint=fields["to"], state=fields["state"], updated_at=int(fields["at"]) / 1000,
+                next_attempt_at=None if next_attempt_at is None else int(next_attempt_at) / 1000,
                 attempts=tuple(Attempt(*json.loads(attempt)) for _, attempt in attempts),
             ))
         return records

@@ -150,6 +150,24 @@ def test_redis_keys_expire_after_the_retention(redis_prefix: str) -> None:
 
 
 @pytest.mark.redis
+def test_a_waiting_delivery_is_one_small_packed_hash_and_reads_back_exactly(redis_prefix: str) -> None:
+    backend = RedisRecords(redis_client(REDIS_URL), key_prefix=redis_prefix, retention=120)
+    at, next_at = 1795968561.402, 1795969041.402
+    backend.write(delivery(event="report.failed"), state=RETRYING, at=at,
+                  attempt=Attempt(5, at, None, "NewConnectionError", 0.000347), next_attempt_at=next_at)
+    assert backend.flush()
+    stored = backend.client.hgetall(redis_prefix + "d:" + delivery(event="report.failed")["id"])
+    # Times as integer milliseconds and the event without "report.": Redis keeps the hash packed.
+    assert stored == {"task": "task-1", "event": "failed", "to": "https://h1.example/hook", "state": RETRYING,
+                      "at": "1795968561402", "next": "1795969041402", "n": "1",
+                      "a1": '[5,1795968561.402,null,"NewConnectionError",0.000347]'}
+    assert backend.client.object("encoding", redis_prefix + "d:" + delivery(event="report.failed")["id"]) == "listpack"
+    record = backend.get(delivery(event="report.failed")["id"])
+    assert record is not None
+    assert (record.event, record.updated_at, record.next_attempt_at) == ("report.failed", at, next_at)
+
+
+@pytest.mark.redis
 def test_from_settings_reads_the_url_prefix_and_retention(redis_prefix: str) -> None:
     settings.configure(RECORDS_REDIS_URL=REDIS_URL, RECORDS_KEY_PREFIX=redis_prefix, RECORDS_RETENTION=60)
     backend = from_settings()
