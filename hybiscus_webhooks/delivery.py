@@ -98,14 +98,7 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
                      delivery["task_id"], wait)
         broker.enqueue(message, delay=wait)
         return
-    try:
-        endpoint = open_endpoint(message.options[_ENDPOINT_OPTION], settings.get().MESSAGE_KEYS)
-    except SealBroken as exc:
-        # Not an attempt, and never a lost webhook: retried, then dead-lettered for `redeliver`
-        # once the keys are right again.
-        logger.error("Cannot send %s of task %s to %s: %s", delivery["event"], delivery["task_id"],
-                     delivery["endpoint"], exc)
-        raise
+    endpoint = _open(message, delivery)
     tracker = slow_destinations.current()
     destination = None if tracker is None else slow_destinations.destination_of(endpoint.url)
     if tracker is not None and destination is not None:
@@ -116,27 +109,51 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
     # From here on it is an attempt: a retry it may lead to starts with no deferrals.
     message.options.pop(_DEFERRALS_OPTION, None)
     retries = message.options.get("retries", 0)
-    attempt = retries + 1
-    where = delivery["endpoint"]
+    outcome: Outcome | None = None
+    try:
+        outcome = _attempt(delivery, endpoint, number=retries + 1)
+    finally:
+        if tracker is not None and destination is not None:
+            elapsed, error = (0.0, None) if outcome is None else (outcome.elapsed, outcome.error)
+            tracker.leave(destination, elapsed=elapsed, error=error)
+    _conclude(message, delivery, outcome, retries=retries, hold_limit=hold_limit)
+
+
+def _open(message: dramatiq.Message[Any], delivery: Mapping[str, Any]) -> Webhook:
+    """The delivery's URL and auth header, from the message's options."""
+    try:
+        return open_endpoint(message.options[_ENDPOINT_OPTION], settings.get().MESSAGE_KEYS)
+    except SealBroken as exc:
+        # Not an attempt, and never a lost webhook: retried, then dead-lettered for `redeliver`
+        # once the keys are right again.
+        logger.error("Cannot send %s of task %s to %s: %s", delivery["event"], delivery["task_id"],
+                     delivery["endpoint"], exc)
+        raise
+
+
+def _attempt(delivery: Mapping[str, Any], endpoint: Webhook, *, number: int) -> Outcome:
+    """Attempt ``number``, recorded; raises ``DestinationRefused`` (recorded too) for a destination never allowed."""
     started = tracking.now()
-    answered: Outcome | None = None
     try:
         body, headers = request_of(delivery, endpoint.auth_header)
-        outcome = answered = get_sender().post(endpoint.url, body, headers)
+        outcome = get_sender().post(endpoint.url, body, headers)
     except DestinationRefused as exc:
         logger.warning(
             "Refused %s of task %s to host %s, for good (no retries): %s",
-            delivery["event"], delivery["task_id"], _host(where), exc,
+            delivery["event"], delivery["task_id"], _host(delivery["endpoint"]), exc,
         )
-        tracking.refused(delivery, number=attempt, started=started)
+        tracking.refused(delivery, number=number, started=started)
         raise
-    finally:
-        if tracker is not None and destination is not None:
-            elapsed, error = (0.0, None) if answered is None else (answered.elapsed, answered.error)
-            tracker.leave(destination, elapsed=elapsed, error=error)
-    last = retries >= MAX_RETRIES
-    tracking.attempted(delivery, endpoint, number=attempt, started=started, outcome=outcome,
-                       retry_in=None if outcome.ok or last else backoff_millis(retries))
+    last = number > MAX_RETRIES
+    tracking.attempted(delivery, endpoint, number=number, started=started, outcome=outcome,
+                       retry_in=None if outcome.ok or last else backoff_millis(number - 1))
+    return outcome
+
+
+def _conclude(message: dramatiq.Message[Any], delivery: Mapping[str, Any], outcome: Outcome, *, retries: int,
+              hold_limit: int | None) -> None:
+    """Log the attempt's end; raise for Dramatiq to retry it on the schedule, or to dead-letter it after the last."""
+    attempt, where = retries + 1, delivery["endpoint"]
     if outcome.ok:
         # DEBUG: at INFO this line costs a quarter of a worker's deliveries per second; the records
         # and the metrics count successes.
