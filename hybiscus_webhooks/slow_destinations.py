@@ -10,6 +10,12 @@ destinations marked slow share ``SLOW_DESTINATION_SLOTS`` threads; the other thr
 everyone else. A delivery to a slow destination that finds no free slot is not attempted: the
 delivery actor puts it back on the queue for its turn, which the tracker hands out one slow attempt's
 time apart, so that each delivery waits about once rather than coming back again and again.
+
+While some destination is marked slow, one that has not answered in this process yet gets no second
+attempt before its first one ends: when hosts hang, threads would otherwise pile onto the next
+unknown host, which may hang too. Its other deliveries wait on the queue for as long as that first
+attempt has been running so far (at least ``MIN_DEFER_SECONDS``); once it answers they all go, and
+if it runs for ``SLOW_DESTINATION_SECONDS`` the destination is marked slow like any other.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -31,6 +38,9 @@ logger = logging.getLogger(__name__)
 MARK_SECONDS = 60.0
 #: Least wait of a deferred delivery, so that it never spins on the queue.
 MIN_DEFER_SECONDS = 0.25
+#: Destinations that answered, remembered per process (least recently answered forgotten first):
+#: they are never held back while another destination's first attempt runs.
+ANSWERED_MEMORY = 4096
 #: A wait for a turn longer than this is logged as a WARNING, at most once per MARK_SECONDS: the slow
 #: destinations get more deliveries than their slots can attempt.
 LONG_WAIT_SECONDS = 300.0
@@ -100,6 +110,9 @@ class SlowDestinations:
         # When the next deferred delivery gets its turn at a slot.
         self._next_turn = float("-inf")
         self._warned_at = float("-inf")
+        # Until when some destination is marked slow, at least.
+        self._marks_until = float("-inf")
+        self._answered: OrderedDict[Destination, None] = OrderedDict()
 
     def enter(self, destination: Destination, *, waited: bool = False) -> float | None:
         """Start an attempt to ``destination``: None if it may go now, else the seconds to defer it by.
@@ -116,6 +129,10 @@ class SlowDestinations:
             if state.in_flight and state.marked_until <= now and stuck >= self.policy.slow_seconds:
                 self._mark(destination, state, now, stuck, "no answer for %.1f s" % stuck)
             slots = self.policy.slots
+            if (state.in_flight and state.marked_until <= now and self._marks_until > now
+                    and destination not in self._answered):
+                # Other destinations hang, and this one has not answered yet: its first attempt finds out.
+                return max(stuck, MIN_DEFER_SECONDS)
             if slots is not None and state.marked_until > now:
                 free = self._slow_in_flight(now) < slots
                 spacing = max(state.slow_attempt / slots, MIN_DEFER_SECONDS)
@@ -129,6 +146,7 @@ class SlowDestinations:
                     # Still marked when this delivery comes back for its turn, however far off: a mark
                     # that ran out first would let the waiting deliveries and new ones all go at once.
                     state.marked_until = max(state.marked_until, turn + self.policy.mark_seconds)
+                    self._marks_until = max(self._marks_until, state.marked_until)
                     if turn - now > LONG_WAIT_SECONDS and now - self._warned_at >= self.policy.mark_seconds:
                         self._warned_at = now
                         logger.warning(
@@ -153,11 +171,17 @@ class SlowDestinations:
             if self.policy.is_slow(elapsed, error):
                 newly = state.marked_until <= now
                 self._mark(destination, state, now, elapsed, error or "an attempt took %.1f s" % elapsed)
-            elif state.marked_until > now:
-                # It answers again: its waiting deliveries go as their turns come, without a slot.
-                state.marked_until = now
-                logger.info("Destination %s answers again (in %.1f s): no longer limited in this worker process.",
-                            describe(destination), elapsed)
+                self._answered.pop(destination, None)
+            else:
+                self._answered[destination] = None
+                self._answered.move_to_end(destination)
+                if len(self._answered) > ANSWERED_MEMORY:
+                    self._answered.popitem(last=False)
+                if state.marked_until > now:
+                    # It answers again: its waiting deliveries go as their turns come, without a slot.
+                    state.marked_until = now
+                    logger.info("Destination %s answers again (in %.1f s): no longer limited in this worker "
+                                "process.", describe(destination), elapsed)
             if state.in_flight == 0 and state.marked_until <= now:
                 del self._states[destination]
             return newly
@@ -175,6 +199,7 @@ class SlowDestinations:
                 describe(destination), reason, self.policy.mark_seconds, self.policy.slots,
             )
         state.marked_until = max(state.marked_until, now + self.policy.mark_seconds)
+        self._marks_until = max(self._marks_until, state.marked_until)
         state.slow_attempt = seconds
 
     def _slow_in_flight(self, now: float) -> int:

@@ -13,7 +13,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
 from prometheus_client import CollectorRegistry
 
-from hybiscus_webhooks import ImproperlyConfigured, Webhook, records, settings
+from hybiscus_webhooks import ImproperlyConfigured, Webhook, records, settings, slow_destinations
 from hybiscus_webhooks.delivery import COMPLETED, send
 from hybiscus_webhooks.records import MemoryRecords
 from hybiscus_webhooks.slow_destinations import (
@@ -230,6 +230,53 @@ def test_no_slots_setting_turns_the_limit_off() -> None:
     settings.configure(SLOW_DESTINATION_SLOTS=3, SLOW_DESTINATION_SECONDS=2)
     found = current()
     assert found is not None and found.policy == Policy(2.0, 3)
+
+
+def test_while_a_destination_hangs_one_not_yet_answered_gets_one_attempt_at_a_time() -> None:
+    slow, clock = tracker(slots=1)
+    mark(slow, SLOW)
+    assert slow.enter(FAST) is None
+    # Its first attempt runs: the next delivery waits as long as that attempt has run, at least the minimum.
+    assert slow.enter(FAST) == MIN_DEFER_SECONDS
+    clock.now += 1.5
+    assert slow.enter(FAST, waited=True) == 1.5
+    assert not slow.leave(FAST, elapsed=1.5, error=None)
+    # It answered: no longer held back, however many go at once.
+    assert [slow.enter(FAST) for _ in range(3)] == [None, None, None]
+    assert not slow.is_marked(FAST)
+
+
+def test_a_first_attempt_that_runs_for_the_threshold_marks_its_destination_like_any_other() -> None:
+    slow, clock = tracker(slots=1)
+    mark(slow, SLOW)
+    assert slow.enter(OTHER_SLOW) is None
+    clock.now += 5
+    # Unanswered for SLOW_DESTINATION_SECONDS: marked, and the one slot is taken by its first attempt.
+    assert slow.enter(OTHER_SLOW) == MIN_DEFER_SECONDS
+    assert slow.is_marked(OTHER_SLOW)
+
+
+def test_nobody_is_held_back_while_no_destination_is_marked_slow() -> None:
+    slow, clock = tracker(slots=1)
+    assert [slow.enter(FAST) for _ in range(3)] == [None, None, None]
+    mark(slow, SLOW)
+    clock.now += MARK_SECONDS
+    assert not slow.is_marked(SLOW)
+    assert [slow.enter(OTHER_SLOW) for _ in range(3)] == [None, None, None]
+
+
+def test_destinations_that_answered_are_remembered_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(slow_destinations, "ANSWERED_MEMORY", 2)
+    slow, _ = tracker(slots=1)
+    others = [("https", "host%d.example" % index, 443) for index in range(3)]
+    for destination in others:
+        assert slow.enter(destination) is None
+        slow.leave(destination, elapsed=0.1, error=None)
+    mark(slow, SLOW)
+    # The two that answered last go together; the first was forgotten and probes again.
+    for destination in others[1:]:
+        assert slow.enter(destination) is None and slow.enter(destination) is None
+    assert slow.enter(others[0]) is None and slow.enter(others[0]) == MIN_DEFER_SECONDS
 
 
 def test_forgotten_destinations_leave_nothing_behind() -> None:
