@@ -110,8 +110,6 @@ class SlowDestinations:
         # When the next deferred delivery gets its turn at a slot.
         self._next_turn = float("-inf")
         self._warned_at = float("-inf")
-        # Until when some destination is marked slow, at least.
-        self._marks_until = float("-inf")
         self._answered: OrderedDict[Destination, None] = OrderedDict()
 
     def enter(self, destination: Destination, *, waited: bool = False) -> float | None:
@@ -129,8 +127,8 @@ class SlowDestinations:
             if state.in_flight and state.marked_until <= now and stuck >= self.policy.slow_seconds:
                 self._mark(destination, state, now, stuck, "no answer for %.1f s" % stuck)
             slots = self.policy.slots
-            if (state.in_flight and state.marked_until <= now and self._marks_until > now
-                    and destination not in self._answered):
+            if (state.in_flight and state.marked_until <= now and destination not in self._answered
+                    and self._any_marked(now)):
                 # Other destinations hang, and this one has not answered yet: its first attempt finds out.
                 return max(stuck, MIN_DEFER_SECONDS)
             if slots is not None and state.marked_until > now:
@@ -146,7 +144,6 @@ class SlowDestinations:
                     # Still marked when this delivery comes back for its turn, however far off: a mark
                     # that ran out first would let the waiting deliveries and new ones all go at once.
                     state.marked_until = max(state.marked_until, turn + self.policy.mark_seconds)
-                    self._marks_until = max(self._marks_until, state.marked_until)
                     if turn - now > LONG_WAIT_SECONDS and now - self._warned_at >= self.policy.mark_seconds:
                         self._warned_at = now
                         logger.warning(
@@ -199,8 +196,11 @@ class SlowDestinations:
                 describe(destination), reason, self.policy.mark_seconds, self.policy.slots,
             )
         state.marked_until = max(state.marked_until, now + self.policy.mark_seconds)
-        self._marks_until = max(self._marks_until, state.marked_until)
         state.slow_attempt = seconds
+
+    def _any_marked(self, now: float) -> bool:
+        # Only runs for a destination with an attempt in flight that has not answered yet.
+        return any(state.marked_until > now for state in self._states.values())
 
     def _slow_in_flight(self, now: float) -> int:
         # Only runs for a destination marked slow; forgets the marks that ran out on the way.

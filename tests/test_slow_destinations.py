@@ -265,6 +265,16 @@ def test_nobody_is_held_back_while_no_destination_is_marked_slow() -> None:
     assert [slow.enter(OTHER_SLOW) for _ in range(3)] == [None, None, None]
 
 
+def test_when_the_last_slow_destination_answers_again_nobody_is_held_back() -> None:
+    slow, _ = tracker(slots=1)
+    mark(slow, SLOW)
+    assert slow.enter(FAST) is None and slow.enter(FAST) == MIN_DEFER_SECONDS
+    assert slow.enter(SLOW) is None
+    slow.leave(SLOW, elapsed=0.1, error=None)  # It answers again: its mark ends now, not in 60 s.
+    new = ("http", "new.example", 80)
+    assert [slow.enter(new) for _ in range(3)] == [None, None, None]
+
+
 def test_destinations_that_answered_are_remembered_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(slow_destinations, "ANSWERED_MEMORY", 2)
     slow, _ = tracker(slots=1)
