@@ -7,7 +7,6 @@ from __future__ import annotations
 import concurrent.futures
 import http.client
 import ipaddress
-import os
 import queue
 import re
 import socket
@@ -271,40 +270,27 @@ def _discard(response: urllib3.HTTPResponse) -> None:
     response.release_conn()
 
 
-_lock = threading.Lock()
-_sender: tuple[int, Sender] | None = None
+def _sender_from_settings() -> Sender:
+    values = settings.get()
+    return Sender(
+        connect_timeout=values.CONNECT_TIMEOUT,
+        read_timeout=values.READ_TIMEOUT,
+        max_response_bytes=values.MAX_RESPONSE_BYTES,
+        policy=AddressPolicy(allow_private=values.ALLOW_PRIVATE_DESTINATIONS, allowed_networks=values.ALLOWED_NETWORKS),
+        https_only=values.HTTPS_ONLY,
+        ca_bundle=values.CA_BUNDLE,
+        resolver=values.RESOLVER or resolve,
+    )
+
+
+def _close_idle_connections(sender: Sender) -> None:
+    # They would otherwise stay open until collected; one in use closes when released.
+    sender.pools.clear()
+
+
+_sender = settings.PerProcess(_sender_from_settings, discard=_close_idle_connections)
 
 
 def get_sender() -> Sender:
     """The sender of this process, built from the settings on first use and shared by all threads."""
-    global _sender
-    current = _sender
-    if current is None or current[0] != os.getpid():
-        with _lock:
-            if _sender is None or _sender[0] != os.getpid():
-                values = settings.get()
-                _sender = (os.getpid(), Sender(
-                    connect_timeout=values.CONNECT_TIMEOUT,
-                    read_timeout=values.READ_TIMEOUT,
-                    max_response_bytes=values.MAX_RESPONSE_BYTES,
-                    policy=AddressPolicy(
-                        allow_private=values.ALLOW_PRIVATE_DESTINATIONS, allowed_networks=values.ALLOWED_NETWORKS
-                    ),
-                    https_only=values.HTTPS_ONLY,
-                    ca_bundle=values.CA_BUNDLE,
-                    resolver=values.RESOLVER or resolve,
-                ))
-            current = _sender
-    return current[1]
-
-
-def _forget() -> None:
-    global _sender
-    with _lock:
-        forgotten, _sender = _sender, None
-    if forgotten is not None and forgotten[0] == os.getpid():
-        # Its idle connections would otherwise stay open until collected; one in use closes when released.
-        forgotten[1].pools.clear()
-
-
-settings.on_reload(_forget)
+    return _sender.get()

@@ -14,7 +14,7 @@ import string
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import urlsplit
 
 from .destinations import parse_networks
@@ -409,6 +409,39 @@ def on_reload(callback: Callable[[], None]) -> None:
 def _notify() -> None:
     for callback in list(_reload_callbacks):
         callback()
+
+
+T = TypeVar("T")
+
+
+class PerProcess(Generic[T]):
+    """A value built from the settings on first use in each process, and built again after a reload.
+
+    The threads of a process share it; a forked child builds its own, since a parent's connections
+    and threads do not come along. ``discard`` gets a value of this process that a reload replaced.
+    """
+
+    def __init__(self, build: Callable[[], T], *, discard: Callable[[T], None] | None = None) -> None:
+        self._build = build
+        self._discard = discard
+        self._lock = threading.Lock()
+        self._built: tuple[int, T] | None = None
+        on_reload(self.forget)
+
+    def get(self) -> T:
+        built = self._built
+        if built is None or built[0] != os.getpid():
+            with self._lock:
+                if self._built is None or self._built[0] != os.getpid():
+                    self._built = (os.getpid(), self._build())
+                built = self._built
+        return built[1]
+
+    def forget(self) -> None:
+        with self._lock:
+            forgotten, self._built = self._built, None
+        if forgotten is not None and forgotten[0] == os.getpid() and self._discard is not None:
+            self._discard(forgotten[1])
 
 
 def __getattr__(name: str) -> Any:

@@ -21,7 +21,6 @@ if it runs for ``SLOW_DESTINATION_SECONDS`` the destination is marked slow like 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -213,28 +212,15 @@ class SlowDestinations:
         return count
 
 
-_lock = threading.Lock()
-_tracker: tuple[int, SlowDestinations | None] | None = None
+def _tracker_from_settings() -> SlowDestinations | None:
+    values = settings.get()
+    policy = Policy(values.SLOW_DESTINATION_SECONDS, values.SLOW_DESTINATION_SLOTS)
+    return None if policy.slots is None else SlowDestinations(policy)
+
+
+_tracker = settings.PerProcess(_tracker_from_settings)
 
 
 def current() -> SlowDestinations | None:
     """The tracker of this process, built from the settings on first use; None when SLOW_DESTINATION_SLOTS is None."""
-    global _tracker
-    found = _tracker
-    if found is None or found[0] != os.getpid():
-        with _lock:
-            if _tracker is None or _tracker[0] != os.getpid():
-                values = settings.get()
-                policy = Policy(values.SLOW_DESTINATION_SECONDS, values.SLOW_DESTINATION_SLOTS)
-                _tracker = (os.getpid(), None if policy.slots is None else SlowDestinations(policy))
-            found = _tracker
-    return found[1]
-
-
-def _forget() -> None:
-    global _tracker
-    with _lock:
-        _tracker = None
-
-
-settings.on_reload(_forget)
+    return _tracker.get()

@@ -94,6 +94,27 @@ def test_configure_then_reload(module: Any) -> None:
     assert settings.MAX_WEBHOOKS == 2
 
 
+def test_a_per_process_value_is_built_on_first_use_and_again_after_a_reload(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings, "_reload_callbacks", list(settings._reload_callbacks))  # Ours goes at teardown.
+    builds: list[int] = []
+    discarded: list[int] = []
+
+    def build() -> int:
+        builds.append(len(builds) + 1)
+        return builds[-1]
+
+    value = settings.PerProcess(build, discard=discarded.append)
+    assert [value.get(), value.get()] == [1, 1]
+    settings.reload()
+    assert discarded == [1]
+    assert value.get() == 2
+    # In a forked child (another pid): its own value, and its parent's is never discarded there.
+    monkeypatch.setattr(settings.os, "getpid", lambda: -1)
+    settings.reload()
+    assert discarded == [1]
+    assert [value.get(), value.get()] == [3, 3]
+
+
 def test_the_destination_settings(tmp_path: Any) -> None:
     import ipaddress
     import socket
