@@ -111,7 +111,7 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
     retries = message.options.get("retries", 0)
     outcome: Outcome | None = None
     try:
-        outcome = _attempt(delivery, endpoint, number=retries + 1)
+        outcome = _attempt(delivery, endpoint, retries=retries)
     finally:
         if tracker is not None and destination is not None:
             elapsed, error = (0.0, None) if outcome is None else (outcome.elapsed, outcome.error)
@@ -131,8 +131,10 @@ def _open(message: dramatiq.Message[Any], delivery: Mapping[str, Any]) -> Webhoo
         raise
 
 
-def _attempt(delivery: Mapping[str, Any], endpoint: Webhook, *, number: int) -> Outcome:
-    """Attempt ``number``, recorded; raises ``DestinationRefused`` (recorded too) for a destination never allowed."""
+def _attempt(delivery: Mapping[str, Any], endpoint: Webhook, *, retries: int) -> Outcome:
+    """The attempt after ``retries``, recorded; raises ``DestinationRefused`` (recorded too) for a destination never
+    allowed."""
+    number = retries + 1
     started = tracking.now()
     try:
         body, headers = request_of(delivery, endpoint.auth_header)
@@ -144,9 +146,9 @@ def _attempt(delivery: Mapping[str, Any], endpoint: Webhook, *, number: int) -> 
         )
         tracking.refused(delivery, number=number, started=started)
         raise
-    last = number > MAX_RETRIES
+    last = retries >= MAX_RETRIES
     tracking.attempted(delivery, endpoint, number=number, started=started, outcome=outcome,
-                       retry_in=None if outcome.ok or last else backoff_millis(number - 1))
+                       retry_in=None if outcome.ok or last else backoff_millis(retries))
     return outcome
 
 

@@ -306,7 +306,7 @@ atexit.register(flush)
 # next (the next attempt), and its attempts a1, a2, ... counted by n; a task's deliveries are the
 # fields of "<prefix>t:<task_id>"; "<prefix>failed" scores the failed deliveries' ids by their at.
 # Short names, and at and next as integer milliseconds, which Redis packs as integers: a waiting
-# delivery's records cost about half what its message does, and stay small enough for Redis to keep
+# delivery's records cost less than its message does, and stay small enough for Redis to keep
 # them packed. The keys are made here, not passed: records need a single Redis, not a cluster.
 _WRITE_SCRIPT = """
 local prefix, ttl, keep = ARGV[1], ARGV[2], tonumber(ARGV[3])

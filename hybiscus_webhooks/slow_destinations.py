@@ -126,8 +126,8 @@ class SlowDestinations:
             if state.in_flight and state.marked_until <= now and stuck >= self.policy.slow_seconds:
                 self._mark(destination, state, now, stuck, "no answer for %.1f s" % stuck)
             slots = self.policy.slots
-            if (state.in_flight and state.marked_until <= now and destination not in self._answered
-                    and self._any_marked(now)):
+            if (slots is not None and state.in_flight and state.marked_until <= now
+                    and destination not in self._answered and self._any_marked(now)):
                 # Other destinations hang, and this one has not answered yet: its first attempt finds out.
                 return max(stuck, MIN_DEFER_SECONDS)
             if slots is not None and state.marked_until > now:

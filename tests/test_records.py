@@ -52,6 +52,19 @@ def redis_prefix() -> Iterator[str]:
     client.close()
 
 
+def count_batches(backend: RedisRecords) -> list[int]:
+    """The size of every batch the backend's writer sends from now on, in order."""
+    batches: list[int] = []
+    send = backend._writer._send
+
+    def counted(writes: list[Any]) -> None:
+        batches.append(len(writes))
+        send(writes)
+
+    backend._writer._send = counted
+    return batches
+
+
 def memory_backend(request: pytest.FixtureRequest) -> RecordsBackend:
     return MemoryRecords(retention=3600)
 
@@ -153,16 +166,18 @@ def test_redis_keys_expire_after_the_retention(redis_prefix: str) -> None:
 def test_a_waiting_delivery_is_one_small_packed_hash_and_reads_back_exactly(redis_prefix: str) -> None:
     backend = RedisRecords(redis_client(REDIS_URL), key_prefix=redis_prefix, retention=120)
     at, next_at = 1795968561.402, 1795969041.402
-    backend.write(delivery(event="report.failed"), state=RETRYING, at=at,
-                  attempt=Attempt(5, at, None, "NewConnectionError", 0.000347), next_attempt_at=next_at)
+    failed = delivery(event="report.failed")
+    backend.write(failed, state=RETRYING, at=at, attempt=Attempt(5, at, None, "NewConnectionError", 0.000347),
+                  next_attempt_at=next_at)
     assert backend.flush()
-    stored = backend.client.hgetall(redis_prefix + "d:" + delivery(event="report.failed")["id"])
+    key = redis_prefix + "d:" + failed["id"]
+    stored = backend.client.hgetall(key)
     # Times as integer milliseconds and the event without "report.": Redis keeps the hash packed.
     assert stored == {"task": "task-1", "event": "failed", "to": "https://h1.example/hook", "state": RETRYING,
                       "at": "1795968561402", "next": "1795969041402", "n": "1",
                       "a1": '[5,1795968561.402,null,"NewConnectionError",0.000347]'}
-    assert backend.client.object("encoding", redis_prefix + "d:" + delivery(event="report.failed")["id"]) == "listpack"
-    record = backend.get(delivery(event="report.failed")["id"])
+    assert backend.client.object("encoding", key) == "listpack"
+    record = backend.get(failed["id"])
     assert record is not None
     assert (record.event, record.updated_at, record.next_attempt_at) == ("report.failed", at, next_at)
 
@@ -206,14 +221,7 @@ def test_writes_from_many_threads_leave_in_batches_and_each_delivery_ends_in_its
     redis_prefix: str,
 ) -> None:
     backend = RedisRecords(redis_client(REDIS_URL), key_prefix=redis_prefix, retention=3600)
-    batches: list[int] = []
-    send = backend._writer._send
-
-    def counted(writes: list[Any]) -> None:
-        batches.append(len(writes))
-        send(writes)
-
-    backend._writer._send = counted
+    batches = count_batches(backend)
 
     def deliver(thread: int) -> None:
         for n in range(50):
@@ -309,14 +317,7 @@ def test_a_batch_lingers_for_more_writes_and_a_flush_sends_it_at_once(
 ) -> None:
     monkeypatch.setattr(records_module, "LINGER_SECONDS", 30.0)
     backend = RedisRecords(redis_client(REDIS_URL), key_prefix=redis_prefix, retention=3600)
-    batches: list[int] = []
-    send = backend._writer._send
-
-    def counted(writes: list[Any]) -> None:
-        batches.append(len(writes))
-        send(writes)
-
-    backend._writer._send = counted
+    batches = count_batches(backend)
     for n in range(3):
         backend.write(delivery(n=n), state=PENDING, at=1000.0)
     # The writer waits for more writes to join the first (30 s here), but not once a flush waits.

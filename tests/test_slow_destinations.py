@@ -225,6 +225,7 @@ def test_no_slots_setting_turns_the_limit_off() -> None:
     slow, _ = tracker(slots=None)
     mark(slow, SLOW)
     assert [slow.enter(SLOW) for _ in range(20)] == [None] * 20
+    assert [slow.enter(FAST) for _ in range(3)] == [None] * 3  # Nor is a host not known yet held back.
     settings.configure(SLOW_DESTINATION_SLOTS=None)
     assert current() is None
     settings.configure(SLOW_DESTINATION_SLOTS=3, SLOW_DESTINATION_SECONDS=2)
