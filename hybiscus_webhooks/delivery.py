@@ -104,7 +104,8 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
     if tracker is not None and destination is not None:
         turn = tracker.enter(destination, waited=_DEFERRALS_OPTION in message.options)
         if turn is not None:
-            _defer(broker, message, delivery, destination, int(turn * 1000), hold_limit)
+            _defer(broker, message, delivery, destination, int(turn * 1000), hold_limit,
+                   slow=tracker.is_marked(destination))
             return
     # From here on it is an attempt: a retry it may lead to starts with no deferrals.
     message.options.pop(_DEFERRALS_OPTION, None)
@@ -180,11 +181,13 @@ def _conclude(message: dramatiq.Message[Any], delivery: Mapping[str, Any], outco
 
 
 def _defer(broker: dramatiq.Broker, message: dramatiq.Message[Any], delivery: Mapping[str, Any],
-           destination: slow_destinations.Destination, wait: int, hold_limit: int | None) -> None:
+           destination: slow_destinations.Destination, wait: int, hold_limit: int | None, *, slow: bool) -> None:
     # Not an attempt: the retry count, the records and the schedule of the attempts stay as they are.
     message.options[_DEFERRALS_OPTION] = message.options.get(_DEFERRALS_OPTION, 0) + 1
-    logger.debug("%s of task %s waits %d ms for a free slot at slow destination %s.", delivery["event"],
-                 delivery["task_id"], wait, slow_destinations.describe(destination))
+    logger.debug("%s of task %s waits %d ms for %s %s%s.", delivery["event"], delivery["task_id"], wait,
+                 "a free slot at slow destination" if slow else "a turn at",
+                 slow_destinations.describe(destination),
+                 "" if slow else ", which has not answered in this worker process yet")
     metrics.deferred(delivery["event"])
     broker.enqueue(message, delay=holds.first_hold(message.options, wait, hold_limit,
                                                    dramatiq.common.current_millis()))
@@ -220,6 +223,8 @@ def install(broker: dramatiq.Broker | None = None) -> dramatiq.Actor[Any, Any]:
             broker.add_middleware(DropRetryTraceback(actor_name=ACTOR_NAME))
         if not any(isinstance(middleware, records.FlushRecords) for middleware in broker.middleware):
             broker.add_middleware(records.FlushRecords())
+        if not any(isinstance(middleware, slow_destinations.WorkerThreads) for middleware in broker.middleware):
+            broker.add_middleware(slow_destinations.WorkerThreads())
         options: dict[str, Any] = {
             "max_retries": MAX_RETRIES,
             "min_backoff": RETRY_BASE_MILLIS,

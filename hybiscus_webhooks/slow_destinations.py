@@ -16,6 +16,13 @@ attempt before its first one ends: when hosts hang, threads would otherwise pile
 unknown host, which may hang too. Its other deliveries wait on the queue for as long as that first
 attempt has been running so far (at least ``MIN_DEFER_SECONDS``); once it answers they all go, and
 if it runs for ``SLOW_DESTINATION_SECONDS`` the destination is marked slow like any other.
+
+Attempts to destinations that have not answered in this process (new ones, and those marked slow)
+never take the last of the worker's threads (``RESERVED_THREADS``): when a worker starts among
+hosts that hang, nothing tells them from healthy ones before an attempt to them ends, and without
+this every thread could wait on one of them for ``READ_TIMEOUT`` while the destinations that answer
+get nothing. A delivery to an unknown destination that finds them all taken waits on the queue,
+as long as the youngest of those attempts has run so far (at least ``MIN_DEFER_SECONDS``).
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import dramatiq
 import dramatiq.common
+from dramatiq.middleware import Middleware
 
 from . import settings
 
@@ -40,6 +49,8 @@ MIN_DEFER_SECONDS = 0.25
 #: Destinations that answered, remembered per process (least recently answered forgotten first):
 #: they are never held back while another destination's first attempt runs.
 ANSWERED_MEMORY = 4096
+#: Threads of a worker process that attempts to destinations that have not answered never take.
+RESERVED_THREADS = 1
 #: A wait for a turn longer than this is logged as a WARNING, at most once per MARK_SECONDS: the slow
 #: destinations get more deliveries than their slots can attempt.
 LONG_WAIT_SECONDS = 300.0
@@ -101,8 +112,12 @@ class _State:
 class SlowDestinations:
     """The destinations of one worker process: attempts in flight, and which ones are marked slow. Thread-safe."""
 
-    def __init__(self, policy: Policy, *, clock: Callable[[], float] = dramatiq_seconds) -> None:
+    def __init__(self, policy: Policy, *, threads: int | None = None,
+                 clock: Callable[[], float] = dramatiq_seconds) -> None:
         self.policy = policy
+        #: The worker's threads, when known: attempts to destinations that have not answered keep
+        #: RESERVED_THREADS of them free. None (outside a worker): no such bound.
+        self.threads = threads
         self.clock = clock
         self._lock = threading.Lock()
         self._states: dict[Destination, _State] = {}
@@ -130,6 +145,11 @@ class SlowDestinations:
                     and destination not in self._answered and self._any_marked(now)):
                 # Other destinations hang, and this one has not answered yet: its first attempt finds out.
                 return max(stuck, MIN_DEFER_SECONDS)
+            if (slots is not None and self.threads is not None and state.marked_until <= now
+                    and destination not in self._answered):
+                wait = self._unanswered_wait(now)
+                if wait is not None:
+                    return wait
             if slots is not None and state.marked_until > now:
                 free = self._slow_in_flight(now) < slots
                 spacing = max(state.slow_attempt / slots, MIN_DEFER_SECONDS)
@@ -197,6 +217,21 @@ class SlowDestinations:
         state.marked_until = max(state.marked_until, now + self.policy.mark_seconds)
         state.slow_attempt = seconds
 
+    def _unanswered_wait(self, now: float) -> float | None:
+        # Only runs for a destination that has not answered: None if an attempt to it leaves a reserved
+        # thread free, else how long the youngest attempt to a destination that has not answered has run.
+        assert self.threads is not None
+        room = self.threads - RESERVED_THREADS
+        if room < 1:
+            return None
+        taken = 0
+        youngest = float("inf")
+        for destination, state in self._states.items():
+            if state.in_flight and destination not in self._answered:
+                taken += state.in_flight
+                youngest = min(youngest, now - state.busy_since)
+        return max(youngest, MIN_DEFER_SECONDS) if taken >= room else None
+
     def _any_marked(self, now: float) -> bool:
         # Only runs for a destination with an attempt in flight that has not answered yet.
         return any(state.marked_until > now for state in self._states.values())
@@ -212,10 +247,30 @@ class SlowDestinations:
         return count
 
 
+class WorkerThreads(Middleware):
+    """Tells the tracker of each worker process how many threads its worker runs."""
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        _set_worker_threads(getattr(worker, "worker_threads", None))
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        _set_worker_threads(None)
+
+
+def _set_worker_threads(threads: int | None) -> None:
+    global _worker_threads
+    _worker_threads = threads
+    _tracker.forget()  # The next attempt builds a tracker that knows them.
+
+
+# The threads of this process's worker, once it boots.
+_worker_threads: int | None = None
+
+
 def _tracker_from_settings() -> SlowDestinations | None:
     values = settings.get()
     policy = Policy(values.SLOW_DESTINATION_SECONDS, values.SLOW_DESTINATION_SLOTS)
-    return None if policy.slots is None else SlowDestinations(policy)
+    return None if policy.slots is None else SlowDestinations(policy, threads=_worker_threads)
 
 
 _tracker = settings.PerProcess(_tracker_from_settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import Any
 
@@ -14,7 +15,7 @@ from dramatiq.middleware import Middleware
 from prometheus_client import CollectorRegistry
 
 from hybiscus_webhooks import ImproperlyConfigured, Webhook, records, settings, slow_destinations
-from hybiscus_webhooks.delivery import COMPLETED, send
+from hybiscus_webhooks.delivery import COMPLETED, install, send
 from hybiscus_webhooks.records import MemoryRecords
 from hybiscus_webhooks.slow_destinations import (
     MARK_SECONDS,
@@ -398,7 +399,7 @@ def test_a_deferred_delivery_is_no_attempt_is_not_lost_and_goes_once_a_slot_free
     assert registry.get_sample_value("hybiscus_webhooks_deferred_total", {"event": COMPLETED}) == 2
     assert registry.get_sample_value("hybiscus_webhooks_attempts_total", {"event": COMPLETED, "outcome": "2xx"}) == 3
     text = caplog.text
-    assert "waits 250 ms for a free slot at slow destination http://127.0.0.1:%d" % listener.port in text
+    assert "waits 250 ms for a free slot at slow destination http://127.0.0.1:%d." % listener.port in text
     assert "Destination http://127.0.0.1:%d is slow" % listener.port in text
     assert "s3cret" not in text and "tok-secret" not in text
 
@@ -432,3 +433,70 @@ def test_healthy_deliveries_go_on_while_a_hanging_destination_holds_one_thread(
         healthy.wait_for(30, timeout=20)
         # The one that marked the host, and the one attempt at a time its slot allows.
         assert len(hanging.requested_at) == 2
+
+
+def test_attempts_to_destinations_that_have_not_answered_leave_a_thread_free() -> None:
+    clock = Clock()
+    slow = SlowDestinations(Policy(5.0, 1), threads=4, clock=clock)
+    assert slow.enter(FAST) is None
+    slow.leave(FAST, elapsed=0.01, error=None)
+    new = [("https", "new%d.example" % index, 443) for index in range(4)]
+    for destination in new[:3]:
+        assert slow.enter(destination) is None
+        clock.now += 0.5
+    # Three of four threads wait on hosts that have not answered: the last one is kept for the rest.
+    assert slow.enter(new[3]) == 0.5  # As long as the youngest of them has run.
+    clock.now += 1
+    assert slow.enter(new[3]) == 1.5
+    assert [slow.enter(FAST) for _ in range(2)] == [None, None]  # It answered before: it goes.
+    # One times out: marked slow, and a thread is free for a host not known yet.
+    assert slow.leave(new[0], elapsed=2.5, error="ReadTimeoutError")
+    assert slow.enter(new[3]) is None
+
+
+def test_a_thread_is_kept_free_only_when_the_worker_threads_are_known_and_the_limit_is_on() -> None:
+    new = [("https", "new%d.example" % index, 443) for index in range(8)]
+    for threads, slots in [(None, 1), (1, 1), (4, None)]:
+        slow = SlowDestinations(Policy(5.0, slots), threads=threads, clock=Clock())
+        assert [slow.enter(destination) for destination in new] == [None] * 8, (threads, slots)
+    slow = SlowDestinations(Policy(5.0, 1), threads=2, clock=Clock())
+    assert [slow.enter(destination) for destination in new[:2]] == [None, MIN_DEFER_SECONDS]
+
+
+def test_a_worker_tells_the_tracker_its_threads_until_it_stops(stub_broker: StubBroker, start_worker: Any) -> None:
+    settings.configure(REPORT_URL=REPORT_URL, SLOW_DESTINATION_SLOTS=1)
+    install(stub_broker)
+    found = current()
+    assert found is not None and found.threads is None
+    worker = start_worker(stub_broker, worker_threads=3)
+    found = current()
+    assert found is not None and found.threads == 3
+    worker.stop()
+    found = current()
+    assert found is not None and found.threads is None
+
+
+def test_a_worker_among_hanging_hosts_keeps_a_thread_for_destinations_that_answer(
+    stub_broker: StubBroker, start_worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Three threads and three hosts that hang, none marked slow yet: without the kept thread, all three
+    # would wait for READ_TIMEOUT while the healthy receiver got nothing.
+    settings.configure(REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True, READ_TIMEOUT=30,
+                       SLOW_DESTINATION_SLOTS=1)
+    install(stub_broker)
+    caplog.set_level(logging.DEBUG, logger="hybiscus_webhooks")
+    with Listener(hang) as first, Listener(hang) as second, Listener(hang) as third, Receiver() as healthy:
+        start_worker(stub_broker, worker_threads=3)
+        send(COMPLETED, "task-known", Webhook(healthy.url + "/hook"), broker=stub_broker)
+        healthy.wait_for(1)
+        for number, listener in enumerate([first, second]):
+            send(COMPLETED, "task-hangs-%d" % number, Webhook(listener.url()), broker=stub_broker)
+            listener.wait_for_requests(1)
+        send(COMPLETED, "task-hangs-2", Webhook(third.url()), broker=stub_broker)
+        for number in range(20):
+            send(COMPLETED, "task-%d" % number, Webhook(healthy.url + "/hook"), broker=stub_broker)
+        healthy.wait_for(21, timeout=20)
+        # Two threads wait on the first two; the third host's delivery waits on the queue, unattempted.
+        assert third.requested_at == []
+        assert re.search(r"task task-hangs-2 waits \d+ ms for a turn at http://127\.0\.0\.1:%d, which has not "
+                         r"answered in this worker process yet\." % third.port, caplog.text)
