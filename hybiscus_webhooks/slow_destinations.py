@@ -21,8 +21,11 @@ Attempts to destinations that have not answered in this process (new ones, and t
 never take the last of the worker's threads (``RESERVED_THREADS``): when a worker starts among
 hosts that hang, nothing tells them from healthy ones before an attempt to them ends, and without
 this every thread could wait on one of them for ``READ_TIMEOUT`` while the destinations that answer
-get nothing. A delivery to an unknown destination that finds them all taken waits on the queue,
-as long as the youngest of those attempts has run so far (at least ``MIN_DEFER_SECONDS``).
+get nothing. A delivery to an unknown destination that finds them all taken waits for one of them to
+end, in its thread, for as long as the youngest of them has to go to have run ``MIN_DEFER_SECONDS``
+(so that a worker whose destinations are all new, as after a restart, does not send its deliveries
+round the queue while first attempts take a few hundred milliseconds); then it waits on the queue
+for as long as the youngest has run.
 """
 
 from __future__ import annotations
@@ -99,6 +102,13 @@ class Policy:
         return elapsed >= self.slow_seconds or (error is not None and "Timeout" in error)
 
 
+@dataclass(frozen=True)
+class _WaitHere:
+    """What ``enter`` does when the attempts that take the other threads are young: wait for one to end."""
+
+    seconds: float
+
+
 @dataclass
 class _State:
     in_flight: int = 0
@@ -119,7 +129,8 @@ class SlowDestinations:
         #: RESERVED_THREADS of them free. None (outside a worker): no such bound.
         self.threads = threads
         self.clock = clock
-        self._lock = threading.Lock()
+        # Notified whenever an attempt ends.
+        self._lock = threading.Condition()
         self._states: dict[Destination, _State] = {}
         # When the next deferred delivery gets its turn at a slot.
         self._next_turn = float("-inf")
@@ -133,48 +144,59 @@ class SlowDestinations:
         slot before any delivery that has not waited yet.
         """
         with self._lock:
-            now = self.clock()
-            state = self._states.get(destination)
-            if state is None:
-                state = self._states[destination] = _State()
-            stuck = now - state.busy_since
-            if state.in_flight and state.marked_until <= now and stuck >= self.policy.slow_seconds:
-                self._mark(destination, state, now, stuck, "no answer for %.1f s" % stuck)
-            slots = self.policy.slots
-            if (slots is not None and state.in_flight and state.marked_until <= now
-                    and destination not in self._answered and self._any_marked(now)):
-                # Other destinations hang, and this one has not answered yet: its first attempt finds out.
-                return max(stuck, MIN_DEFER_SECONDS)
-            if (slots is not None and self.threads is not None and state.marked_until <= now
-                    and destination not in self._answered):
-                wait = self._unanswered_wait(now)
-                if wait is not None:
-                    return wait
-            if slots is not None and state.marked_until > now:
-                free = self._slow_in_flight(now) < slots
-                spacing = max(state.slow_attempt / slots, MIN_DEFER_SECONDS)
-                if not free and waited:
-                    # Its turn came, but an attempt took longer than the last one: the next slot, not
-                    # the end of the line.
-                    return spacing
-                if not free or (not waited and self._next_turn > now):
-                    turn = max(self._next_turn, now + MIN_DEFER_SECONDS)
-                    self._next_turn = turn + spacing
-                    # Still marked when this delivery comes back for its turn, however far off: a mark
-                    # that ran out first would let the waiting deliveries and new ones all go at once.
-                    state.marked_until = max(state.marked_until, turn + self.policy.mark_seconds)
-                    if turn - now > LONG_WAIT_SECONDS and now - self._warned_at >= self.policy.mark_seconds:
-                        self._warned_at = now
-                        logger.warning(
-                            "Deliveries to slow destinations now wait %d s for a free slot in this worker process: "
-                            "they get more deliveries than SLOW_DESTINATION_SLOTS = %d can attempt. Raise it (and "
-                            "--threads) if this lasts.", turn - now, slots,
-                        )
-                    return turn - now
-            if not state.in_flight:
-                state.busy_since = now
-            state.in_flight += 1
-            return None
+            turn = self._enter(destination, waited, may_wait=True)
+            if isinstance(turn, _WaitHere):
+                self._lock.wait(turn.seconds)
+                turn = self._enter(destination, waited, may_wait=False)
+            assert not isinstance(turn, _WaitHere)
+            return turn
+
+    def _enter(self, destination: Destination, waited: bool, *, may_wait: bool) -> float | _WaitHere | None:
+        now = self.clock()
+        state = self._states.get(destination)
+        if state is None:
+            state = self._states[destination] = _State()
+        stuck = now - state.busy_since
+        if state.in_flight and state.marked_until <= now and stuck >= self.policy.slow_seconds:
+            self._mark(destination, state, now, stuck, "no answer for %.1f s" % stuck)
+        slots = self.policy.slots
+        if (slots is not None and state.in_flight and state.marked_until <= now
+                and destination not in self._answered and self._any_marked(now)):
+            # Other destinations hang, and this one has not answered yet: its first attempt finds out.
+            return max(stuck, MIN_DEFER_SECONDS)
+        if (slots is not None and self.threads is not None and state.marked_until <= now
+                and destination not in self._answered):
+            youngest = self._youngest_unanswered(now)
+            if youngest is not None:
+                if may_wait and youngest < MIN_DEFER_SECONDS:
+                    # Young attempts, likely to end soon: wait for one here rather than go round the queue.
+                    return _WaitHere(MIN_DEFER_SECONDS - youngest)
+                return max(youngest, MIN_DEFER_SECONDS)
+        if slots is not None and state.marked_until > now:
+            free = self._slow_in_flight(now) < slots
+            spacing = max(state.slow_attempt / slots, MIN_DEFER_SECONDS)
+            if not free and waited:
+                # Its turn came, but an attempt took longer than the last one: the next slot, not
+                # the end of the line.
+                return spacing
+            if not free or (not waited and self._next_turn > now):
+                turn = max(self._next_turn, now + MIN_DEFER_SECONDS)
+                self._next_turn = turn + spacing
+                # Still marked when this delivery comes back for its turn, however far off: a mark
+                # that ran out first would let the waiting deliveries and new ones all go at once.
+                state.marked_until = max(state.marked_until, turn + self.policy.mark_seconds)
+                if turn - now > LONG_WAIT_SECONDS and now - self._warned_at >= self.policy.mark_seconds:
+                    self._warned_at = now
+                    logger.warning(
+                        "Deliveries to slow destinations now wait %d s for a free slot in this worker process: "
+                        "they get more deliveries than SLOW_DESTINATION_SLOTS = %d can attempt. Raise it (and "
+                        "--threads) if this lasts.", turn - now, slots,
+                    )
+                return turn - now
+        if not state.in_flight:
+            state.busy_since = now
+        state.in_flight += 1
+        return None
 
     def leave(self, destination: Destination, *, elapsed: float, error: str | None) -> bool:
         """End an attempt that ``enter`` let go; True if it marked its destination slow, when it was not."""
@@ -200,6 +222,7 @@ class SlowDestinations:
                                 "process.", describe(destination), elapsed)
             if state.in_flight == 0 and state.marked_until <= now:
                 del self._states[destination]
+            self._lock.notify_all()
             return newly
 
     def is_marked(self, destination: Destination) -> bool:
@@ -217,7 +240,7 @@ class SlowDestinations:
         state.marked_until = max(state.marked_until, now + self.policy.mark_seconds)
         state.slow_attempt = seconds
 
-    def _unanswered_wait(self, now: float) -> float | None:
+    def _youngest_unanswered(self, now: float) -> float | None:
         # Only runs for a destination that has not answered: None if an attempt to it leaves a reserved
         # thread free, else how long the youngest attempt to a destination that has not answered has run.
         assert self.threads is not None
@@ -230,7 +253,7 @@ class SlowDestinations:
             if state.in_flight and destination not in self._answered:
                 taken += state.in_flight
                 youngest = min(youngest, now - state.busy_since)
-        return max(youngest, MIN_DEFER_SECONDS) if taken >= room else None
+        return youngest if taken >= room else None
 
     def _any_marked(self, now: float) -> bool:
         # Only runs for a destination with an attempt in flight that has not answered yet.

@@ -459,8 +459,11 @@ def test_a_thread_is_kept_free_only_when_the_worker_threads_are_known_and_the_li
     for threads, slots in [(None, 1), (1, 1), (4, None)]:
         slow = SlowDestinations(Policy(5.0, slots), threads=threads, clock=Clock())
         assert [slow.enter(destination) for destination in new] == [None] * 8, (threads, slots)
-    slow = SlowDestinations(Policy(5.0, 1), threads=2, clock=Clock())
-    assert [slow.enter(destination) for destination in new[:2]] == [None, MIN_DEFER_SECONDS]
+    clock = Clock()
+    slow = SlowDestinations(Policy(5.0, 1), threads=2, clock=clock)
+    assert slow.enter(new[0]) is None
+    clock.now += 0.5
+    assert slow.enter(new[1]) == 0.5
 
 
 def test_a_worker_tells_the_tracker_its_threads_until_it_stops(stub_broker: StubBroker, start_worker: Any) -> None:
@@ -500,3 +503,36 @@ def test_a_worker_among_hanging_hosts_keeps_a_thread_for_destinations_that_answe
         assert third.requested_at == []
         assert re.search(r"task task-hangs-2 waits \d+ ms for a turn at http://127\.0\.0\.1:%d, which has not "
                          r"answered in this worker process yet\." % third.port, caplog.text)
+
+
+def test_while_the_attempts_taking_the_other_threads_are_young_a_delivery_waits_for_one_in_its_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker whose destinations are all new: first attempts end within a few hundred milliseconds, and
+    # sending every delivery that finds the other threads taken round the queue would only churn it.
+    clock = Clock()
+    slow = SlowDestinations(Policy(5.0, 1), threads=2, clock=clock)
+    first, second = ("https", "first.example", 443), ("https", "second.example", 443)
+    assert slow.enter(first) is None
+    clock.now += 0.1
+    waits: list[float] = []
+
+    def first_answers(timeout: float) -> bool:  # Called holding the tracker's lock, as Condition.wait is.
+        waits.append(timeout)
+        clock.now += 0.05
+        slow.leave(first, elapsed=0.15, error=None)
+        return True
+
+    monkeypatch.setattr(slow._lock, "wait", first_answers)
+    assert slow.enter(second) is None
+    assert waits == [pytest.approx(MIN_DEFER_SECONDS - 0.1)]
+    # Once, at most: if none ends meanwhile, the delivery goes round the queue.
+    def none_ends(timeout: float) -> bool:
+        waits.append(timeout)
+        return False
+
+    monkeypatch.setattr(slow._lock, "wait", none_ends)
+    third = ("https", "third.example", 443)
+    assert slow.enter(third) == MIN_DEFER_SECONDS
+    assert len(waits) == 2
+

@@ -34,7 +34,7 @@ def test_make_stub_broker_installs_the_actor_and_sets_no_global_broker() -> None
 def test_make_stub_broker_passes_its_options_on() -> None:
     broker = make_stub_broker(middleware=[Retries(max_retries=1)])
     assert [type(middleware).__name__ for middleware in broker.middleware] == [
-        "Retries", "CurrentMessage", "DropRetryTraceback", "FlushRecords",
+        "Retries", "CurrentMessage", "DropRetryTraceback", "FlushRecords", "WorkerThreads",
     ]
 
 
