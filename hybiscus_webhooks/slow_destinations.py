@@ -132,6 +132,8 @@ class SlowDestinations:
         # Notified whenever an attempt ends.
         self._lock = threading.Condition()
         self._states: dict[Destination, _State] = {}
+        # Attempts in flight to all destinations.
+        self._in_flight = 0
         # When the next deferred delivery gets its turn at a slot.
         self._next_turn = float("-inf")
         self._warned_at = float("-inf")
@@ -168,12 +170,15 @@ class SlowDestinations:
                 and destination not in self._answered):
             youngest = self._youngest_unanswered(now)
             if youngest is not None:
+                if not state.in_flight:
+                    del self._states[destination]  # Nothing of it to keep while it waits, here or on the queue.
                 if may_wait and youngest < MIN_DEFER_SECONDS:
                     # Young attempts, likely to end soon: wait for one here rather than go round the queue.
-                    return _WaitHere(MIN_DEFER_SECONDS - youngest)
+                    return _WaitHere(MIN_DEFER_SECONDS - max(youngest, 0.0))
                 return max(youngest, MIN_DEFER_SECONDS)
         if slots is not None and state.marked_until > now:
-            free = self._slow_in_flight(now) < slots
+            # A free slot, and not the thread kept for destinations that have answered.
+            free = self._slow_in_flight(now) < slots and self._youngest_unanswered(now) is None
             spacing = max(state.slow_attempt / slots, MIN_DEFER_SECONDS)
             if not free and waited:
                 # Its turn came, but an attempt took longer than the last one: the next slot, not
@@ -196,6 +201,7 @@ class SlowDestinations:
         if not state.in_flight:
             state.busy_since = now
         state.in_flight += 1
+        self._in_flight += 1
         return None
 
     def leave(self, destination: Destination, *, elapsed: float, error: str | None) -> bool:
@@ -204,6 +210,7 @@ class SlowDestinations:
             now = self.clock()
             state = self._states[destination]
             state.in_flight -= 1
+            self._in_flight -= 1
             state.busy_since = now
             newly = False
             if self.policy.is_slow(elapsed, error):
@@ -243,10 +250,11 @@ class SlowDestinations:
     def _youngest_unanswered(self, now: float) -> float | None:
         # Only runs for a destination that has not answered: None if an attempt to it leaves a reserved
         # thread free, else how long the youngest attempt to a destination that has not answered has run.
-        assert self.threads is not None
-        room = self.threads - RESERVED_THREADS
-        if room < 1:
+        if self.threads is None:
             return None
+        room = self.threads - RESERVED_THREADS
+        if room < 1 or self._in_flight < room:
+            return None  # Not enough attempts in flight to take the room, whoever they go to.
         taken = 0
         youngest = float("inf")
         for destination, state in self._states.items():

@@ -76,7 +76,8 @@ def run_retries(
             report_completed("task-%d" % n, {"config": {"webhooks": [{"url": receiver.url + "/hook/%d" % n}]}},
                              broker=broker)
         # One thread more than webhooks: the first attempts to the receiver, not known yet, never wait for
-        # the thread a worker keeps for destinations that have answered (a deferral would be one more hold).
+        # the thread a worker keeps for destinations that have answered. A deferral would be one more hold
+        # than this test counts: a change to that rule shows here first.
         start_worker(broker, worker_threads=WEBHOOKS + 1)
         receiver.wait_for(2 * WEBHOOKS, timeout=120)
         node.wait_until_empty(queue, queue + ".DQ")  # Nothing left that could arrive later.

@@ -448,10 +448,24 @@ def test_attempts_to_destinations_that_have_not_answered_leave_a_thread_free() -
     assert slow.enter(new[3]) == 0.5  # As long as the youngest of them has run.
     clock.now += 1
     assert slow.enter(new[3]) == 1.5
+    assert new[3] not in slow._states  # Deferred before it ever went: nothing of it is kept meanwhile.
     assert [slow.enter(FAST) for _ in range(2)] == [None, None]  # It answered before: it goes.
     # One times out: marked slow, and a thread is free for a host not known yet.
     assert slow.leave(new[0], elapsed=2.5, error="ReadTimeoutError")
     assert slow.enter(new[3]) is None
+
+
+def test_a_destination_marked_slow_does_not_take_the_kept_thread_either() -> None:
+    clock = Clock()
+    slow = SlowDestinations(Policy(5.0, 1), threads=3, clock=clock)
+    mark(slow, SLOW)  # Its one slot is free again.
+    new = [("https", "new%d.example" % index, 443) for index in range(2)]
+    for destination in new:
+        assert slow.enter(destination) is None
+    clock.now += 1
+    assert slow.enter(SLOW) is not None
+    slow.leave(new[0], elapsed=1.0, error=None)
+    assert slow.enter(SLOW, waited=True) is None
 
 
 def test_a_thread_is_kept_free_only_when_the_worker_threads_are_known_and_the_limit_is_on() -> None:
@@ -527,6 +541,7 @@ def test_while_the_attempts_taking_the_other_threads_are_young_a_delivery_waits_
     assert slow.enter(second) is None
     assert waits == [pytest.approx(MIN_DEFER_SECONDS - 0.1)]
     # Once, at most: if none ends meanwhile, the delivery goes round the queue.
+
     def none_ends(timeout: float) -> bool:
         waits.append(timeout)
         return False
@@ -536,3 +551,32 @@ def test_while_the_attempts_taking_the_other_threads_are_young_a_delivery_waits_
     assert slow.enter(third) == MIN_DEFER_SECONDS
     assert len(waits) == 2
 
+
+class _Recorded(threading.Condition):
+    """The tracker's lock, telling the test when a thread waits on it and whether the wait was woken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+        self.woken: list[bool] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()
+        woken = super().wait(timeout)
+        self.woken.append(woken)
+        return woken
+
+
+def test_an_attempt_ending_wakes_a_delivery_waiting_for_a_thread() -> None:
+    slow = SlowDestinations(Policy(5.0, 1), threads=2)
+    recorded = slow._lock = _Recorded()
+    first, second = ("https", "first.example", 443), ("https", "second.example", 443)
+    assert slow.enter(first) is None
+    entered: list[float | None] = []
+    waiting = threading.Thread(target=lambda: entered.append(slow.enter(second)))
+    waiting.start()
+    assert recorded.waiting.wait(5)
+    slow.leave(first, elapsed=0.01, error=None)
+    waiting.join(5)
+    assert entered == [None]
+    assert recorded.woken == [True]  # By the attempt that ended, not by the end of the wait.
