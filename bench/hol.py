@@ -3,6 +3,11 @@
 Healthy deliveries per second with a tenth of all deliveries going to endpoints that accept and never
 answer, against a run with none hanging. READ_TIMEOUT is 2 s here (15 s by default), so that a run
 takes seconds, not minutes; the effect scales with it.
+
+Then a warm-up, what the limit costs when nothing hangs: a worker whose destinations are all new to it
+(as after a restart), each answering after a delay, with the limit on against off. A delivery to a
+destination that has not answered yet may wait for a thread; the worker's DEBUG log counts the waits
+that sent a delivery back to the queue.
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ from hybiscus_webhooks import settings
 from .common import Results, Row
 from .deliveries import Setup, drain, rate
 from .options import Options
-from .services import HangServer, Nginx, Receiver, fast_receiver
+from .services import HangServer, Nginx, PythonReceiver, Receiver, fast_receiver
 
 NAME = "hol"
 HEALTHY_HOSTS = 9
 HANGING_HOSTS = 10
 #: The setting that turns the slow-destination limit off, when the library has one.
 LIMIT_SETTING = "SLOW_DESTINATION_SLOTS"
+#: In the worker's DEBUG line of a delivery put back on the queue for a destination not marked slow.
+DEFERRAL = "for a turn at"
 
 
 def main(results: Results, options: Options) -> None:
@@ -42,6 +49,8 @@ def main(results: Results, options: Options) -> None:
         else:
             before, _ = run(options, kind, receiver, healthy, hanging, cap=cap)
             _row(results, options, kind, baseline, before, "")
+    if has_limit:
+        warm_up(results, options, kind)
 
 
 def _row(results: Results, options: Options, kind: str, baseline: float, measured: float, label: str) -> None:
@@ -49,6 +58,32 @@ def _row(results: Results, options: Options, kind: str, baseline: float, measure
                     measured / baseline, ">= 0.8x",
                     note="healthy deliveries/s; READ_TIMEOUT %g s; %d threads" % (options.hol_read_timeout,
                                                                                   options.threads)))
+
+
+def warm_up(results: Results, options: Options, kind: str) -> None:
+    with PythonReceiver(options.warmup_destinations, delay=options.warmup_latency) as receiver:
+        urls = ["%s/hook" % url for url in _urls(receiver)]
+        off, _ = _warm_up_run(options, kind, receiver, urls, {LIMIT_SETTING: None})
+        on, deferrals = _warm_up_run(options, kind, receiver, urls, {})
+    results.add(Row(NAME, "%s, warm-up, %d destinations all new, each answering in %g s: limit on against off"
+                    % (kind, options.warmup_destinations, options.warmup_latency), "/s", off, on, on / off,
+                    note="deliveries/s; %d deliveries, %d of them put back on the queue with the limit on; %d threads"
+                    % (options.warmup_deliveries, deferrals, options.threads)))
+
+
+def _warm_up_run(options: Options, kind: str, receiver: Receiver, urls: list[str],
+                 extra: dict[str, object]) -> tuple[float, int]:
+    """Deliveries per second, and how many deliveries went back on the queue for a turn."""
+    count = options.warmup_deliveries
+    with Setup(kind, options, extra_settings=extra) as setup:
+        receiver.reset()
+        setup.send_ours(urls, count)
+        with setup.worker([setup.queue], verbose=True) as worker:
+            hits = drain(worker, receiver, count, timeout=60 + 2 * count * options.warmup_latency)
+            deferrals = worker.count_lines(DEFERRAL)
+    if len(hits) < count:
+        raise RuntimeError("hol warm-up: %d of %d deliveries arrived" % (len(hits), count))
+    return rate(hits), deferrals
 
 
 def _urls(receiver: Receiver) -> list[str]:

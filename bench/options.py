@@ -19,6 +19,10 @@ class Options:
     hol_min_seconds: float = 20.0
     #: READ_TIMEOUT of the head-of-line runs: how long a hanging endpoint holds a thread.
     hol_read_timeout: float = 2.0
+    #: The warm-up run of hol: destinations that all are new to the worker, and how long each takes to answer.
+    warmup_destinations: int = 200
+    warmup_deliveries: int = 600
+    warmup_latency: float = 0.2
     enqueue_calls: int = 1000
     threads: int = 8
     brokers: list[str] = field(default_factory=lambda: ["redis", "rabbitmq"])
@@ -36,6 +40,7 @@ class Options:
             return cls()
         return cls(rounds=1, requests=20, duration=1.0, deliveries=50, backlog=200, hol_deliveries=60,
                    hol_min_seconds=3.0, hol_read_timeout=0.5,
+                   warmup_destinations=10, warmup_deliveries=20, warmup_latency=0.05,
                    enqueue_calls=20, quick=True)
 
     def describe(self) -> str:

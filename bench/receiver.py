@@ -1,4 +1,7 @@
-"""``python -m bench.receiver LOG PORT ...``: the fallback fast receiver, 204 to everything, one log line a hit."""
+"""``python -m bench.receiver LOG [--delay SECONDS] PORT ...``: the fallback receiver, 204 to everything.
+
+One log line a hit. ``--delay`` answers each request that long after it arrived (a receiver far away).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
-def serve(log_path: str, ports: list[int]) -> None:
+def serve(log_path: str, ports: list[int], delay: float = 0.0) -> None:
     lock = threading.Lock()
     log = open(log_path, "a", buffering=1)  # noqa: SIM115 - open for the life of the process
 
@@ -19,6 +22,8 @@ def serve(log_path: str, ports: list[int]) -> None:
 
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if delay:
+                time.sleep(delay)
             self.send_response(204)
             self.end_headers()
             with lock:
@@ -40,4 +45,8 @@ def serve(log_path: str, ports: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], [int(port) for port in sys.argv[2:]])
+    arguments = sys.argv[2:]
+    pause = 0.0
+    if arguments[:1] == ["--delay"]:
+        pause, arguments = float(arguments[1]), arguments[2:]
+    serve(sys.argv[1], [int(port) for port in arguments], pause)

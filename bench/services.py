@@ -126,16 +126,16 @@ class PythonReceiver(Receiver):
 
     kind = "python"
 
-    def __init__(self, ports: int = 1) -> None:
+    def __init__(self, ports: int = 1, *, delay: float = 0.0) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="hw-bench-recv-"))
         self.ports = [free_port() for _ in range(ports)]
         self.log = self.tmp / "access.log"
         self.log.touch()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.receiver", str(self.log), *map(str, self.ports)],
+            [sys.executable, "-m", "bench.receiver", str(self.log), "--delay", str(delay), *map(str, self.ports)],
             cwd=ROOT, start_new_session=True,
         )
-        wait_until(lambda: _listening(self.ports), timeout=10, what="the Python receiver")
+        wait_until(lambda: _listening(self.ports), timeout=10 + len(self.ports) / 10, what="the Python receiver")
 
     def stop(self) -> None:
         _stop(self.process, signal.SIGTERM)
@@ -198,7 +198,7 @@ class Worker:
     """``dramatiq bench.workerapp --processes 1 --threads N --queues ...``, configured by ``BENCH_WORKER``."""
 
     def __init__(self, config: dict[str, Any], *, queues: list[str], threads: int = 8,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, verbose: bool = False) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="hw-bench-worker-"))
         self.log = self.tmp / "worker.log"
         environment = {**os.environ, **(env or {}), "BENCH_WORKER": json.dumps(config),
@@ -206,7 +206,7 @@ class Worker:
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "dramatiq", "bench.workerapp", "--processes", "1", "--threads", str(threads),
-                 "--queues", *queues],
+                 "--queues", *queues, *(["--verbose"] if verbose else [])],
                 cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
 
