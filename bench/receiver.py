@@ -1,10 +1,12 @@
 """``python -m bench.receiver LOG [--delay SECONDS] PORT ...``: the fallback receiver, 204 to everything.
 
 One log line a hit. ``--delay`` answers each request that long after it arrived (a receiver far away).
+A PORT of 0 takes any free port; once all are listening, their numbers go to ``LOG.ports``, one a line.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -33,6 +35,9 @@ def serve(log_path: str, ports: list[int], delay: float = 0.0) -> None:
             pass
 
     servers = [ThreadingHTTPServer(("127.0.0.1", port), Handler) for port in ports]
+    with open(log_path + ".ports.tmp", "w") as listening:
+        listening.writelines("%d\n" % server.server_address[1] for server in servers)
+    os.replace(log_path + ".ports.tmp", log_path + ".ports")
     for server in servers:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -128,14 +128,19 @@ class PythonReceiver(Receiver):
 
     def __init__(self, ports: int = 1, *, delay: float = 0.0) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="hw-bench-recv-"))
-        self.ports = [free_port() for _ in range(ports)]
         self.log = self.tmp / "access.log"
         self.log.touch()
+        # It binds free ports itself and names them: ports picked here could be taken before it binds them,
+        # by the outgoing connections of a run, when there are hundreds.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.receiver", str(self.log), "--delay", str(delay), *map(str, self.ports)],
+            [sys.executable, "-m", "bench.receiver", str(self.log), "--delay", str(delay), *["0"] * ports],
             cwd=ROOT, start_new_session=True,
         )
-        wait_until(lambda: _listening(self.ports), timeout=10 + len(self.ports) / 10, what="the Python receiver")
+        named = self.tmp / "access.log.ports"
+        wait_until(lambda: named.exists() or self.process.poll() is not None, timeout=30, what="the Python receiver")
+        if not named.exists():
+            raise RuntimeError("the Python receiver exited with %s" % self.process.returncode)
+        self.ports = [int(line) for line in named.read_text().split()]
 
     def stop(self) -> None:
         _stop(self.process, signal.SIGTERM)
