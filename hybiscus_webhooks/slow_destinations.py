@@ -166,8 +166,7 @@ class SlowDestinations:
                 and destination not in self._answered and self._any_marked(now)):
             # Other destinations hang, and this one has not answered yet: its first attempt finds out.
             return max(stuck, MIN_DEFER_SECONDS)
-        if (slots is not None and self.threads is not None and state.marked_until <= now
-                and destination not in self._answered):
+        if slots is not None and state.marked_until <= now and destination not in self._answered:
             youngest = self._youngest_unanswered(now)
             if youngest is not None:
                 if not state.in_flight:
