@@ -49,3 +49,16 @@ def test_the_production_switches_run(name: str, capsys: pytest.CaptureFixture[st
     results = run(names, options)
     assert len(results.rows) == EXPECTED_ROWS[name]
     assert all((row.ours is not None and row.ours > 0) or is_cpu_of_a_tiny_run(row) for row in results.rows)
+
+
+def test_hol_alternates_its_runs_and_reports_each_round(capsys: pytest.CaptureFixture[str]) -> None:
+    require_service("Redis", 6379)
+    require_service("RabbitMQ", 5672)
+    names, options = parse(["hol", "--quick", "--threads", "4", "--rounds", "2"])
+    results = run(names, options)
+    limited = [row for row in results.rows if "defaults" in row.case]
+    assert len(limited) == 1
+    # Two healthy runs and two with hanging endpoints, one pair per round (the second in the other order).
+    assert "median of 2 rounds' ratios" in limited[0].note
+    healthy, hanging = limited[0].note.split("(healthy ")[1].rstrip(" /s)").split(", hanging ")
+    assert len(healthy.split("/")) == len(hanging.split("/")) == 2
