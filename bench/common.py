@@ -135,6 +135,17 @@ def wait_until(condition: Callable[[], Any], *, timeout: float, interval: float 
         time.sleep(interval)
 
 
+def abba(round_number: int, first: str, second: str) -> list[str]:
+    """The two variants in the order of this round: flipped every other round, so that drift in the
+    machine's speed falls on both alike and each round's ratio is of two runs side by side."""
+    return [first, second] if round_number % 2 == 0 else [second, first]
+
+
+def per_round(values: Iterable[float]) -> str:
+    """Each round's figure, for a row's note: ``1088/1024/1031``."""
+    return "/".join("%.0f" % value for value in values)
+
+
 def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
 

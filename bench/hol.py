@@ -17,7 +17,7 @@ import time
 
 from hybiscus_webhooks import settings
 
-from .common import Results, Row, median
+from .common import Results, Row, abba, median, per_round
 from .deliveries import Setup, drain, rate
 from .options import Options
 from .services import HangServer, Nginx, PythonReceiver, Receiver, fast_receiver
@@ -40,45 +40,38 @@ def main(results: Results, options: Options) -> None:
         healthy = ["%s/hook/%d" % (url, path) for url in _urls(receiver) for path in range(10)]
         hanging = hang.urls()
         has_limit = LIMIT_SETTING in settings.DEFINITIONS
-        rates: dict[str, list[float]] = {"healthy": [], "hanging": []}
-        cap: float | None = None
-        for round_number in range(options.rounds):
-            # ABBA, as in throughput: the order flips each round, so that drift in the machine's speed
-            # falls on both alike, and each round's ratio is of two runs side by side.
-            order = ["healthy", "hanging"] if round_number % 2 == 0 else ["hanging", "healthy"]
-            for variant in order:
-                if variant == "healthy":
-                    measured, seconds = run(options, kind, receiver, healthy, [], cap=None)
-                    # Every run with hanging endpoints is cut at the same time, set by the first healthy run.
-                    cap = cap if cap is not None else max(options.hol_min_seconds, 3 * seconds)
-                    if round_number == 0 and has_limit:
-                        # The limit off, once: far below the target, it needs no rounds.
-                        before, _ = run(options, kind, receiver, healthy, hanging, cap=cap,
-                                        extra={LIMIT_SETTING: None})
-                        _row(results, options, kind, measured, before, before / measured,
-                             "without the slow-destination limit", "")
-                else:
-                    measured, _ = run(options, kind, receiver, healthy, hanging, cap=cap)
-                rates[variant].append(measured)
+
+        def measure(variant: str, extra: dict[str, object] | None = None) -> tuple[float, float]:
+            if variant == "healthy":
+                return run(options, kind, receiver, healthy, [], cap=None)
+            return run(options, kind, receiver, healthy, hanging, cap=cap, extra=extra)
+
+        # Round 1's healthy run comes first: every run with hanging endpoints is cut at the same time, set by it.
+        first, seconds = measure("healthy")
+        cap = max(options.hol_min_seconds, 3 * seconds)
+        if has_limit:
+            # The limit off, once: far below the target, it needs no rounds.
+            before, _ = measure("hanging", extra={LIMIT_SETTING: None})
+            _row(results, options, kind, first, before, before / first, "without the slow-destination limit")
+        rates = {"healthy": [first], "hanging": [measure("hanging")[0]]}
+        for round_number in range(1, options.rounds):
+            for variant in abba(round_number, "healthy", "hanging"):
+                rates[variant].append(measure(variant)[0])
         ratio = median(mine / theirs for theirs, mine in zip(rates["healthy"], rates["hanging"]))
         _row(results, options, kind, median(rates["healthy"]), median(rates["hanging"]), ratio,
              "with the slow-destination limit (defaults)" if has_limit else "",
-             "; median of %d rounds' ratios (healthy %s, hanging %s /s)" % (
-                 options.rounds, _list(rates["healthy"]), _list(rates["hanging"])))
+             rounds="; median of %d rounds' ratios (healthy %s, hanging %s /s)" % (
+                 options.rounds, per_round(rates["healthy"]), per_round(rates["hanging"])))
     if has_limit:
         warm_up(results, options, kind)
 
 
 def _row(results: Results, options: Options, kind: str, baseline: float, measured: float, ratio: float,
-         label: str, rounds: str) -> None:
+         label: str, *, rounds: str = "") -> None:
     results.add(Row(NAME, "%s, 10%% of endpoints hang, %s" % (kind, label), "/s", baseline, measured,
                     ratio, ">= 0.8x",
                     note="healthy deliveries/s; READ_TIMEOUT %g s; %d threads%s" % (options.hol_read_timeout,
                                                                                     options.threads, rounds)))
-
-
-def _list(values: list[float]) -> str:
-    return "/".join("%.0f" % value for value in values)
 
 
 def warm_up(results: Results, options: Options, kind: str) -> None:

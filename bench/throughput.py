@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import Results, Row, cpu_seconds, median
+from .common import Results, Row, abba, cpu_seconds, median, per_round
 from .deliveries import Setup, drain, rate, switches
 from .options import Options
 from .services import Receiver, fast_receiver
@@ -26,9 +26,7 @@ def run(results: Results, options: Options, kind: str, receiver: Receiver) -> No
     failed = 0
     with Setup(kind, options) as setup:
         for round_number in range(options.rounds):
-            # ABBA: the order flips each round, so drift in the machine's load falls on both alike.
-            order = ["naive", "ours"] if round_number % 2 == 0 else ["ours", "naive"]
-            for variant in order:
+            for variant in abba(round_number, "naive", "ours"):
                 receiver.reset()
                 if variant == "naive":
                     setup.send_naive([receiver.url + "/naive"], count)
@@ -56,11 +54,7 @@ def run(results: Results, options: Options, kind: str, receiver: Receiver) -> No
     ratio = median(mine / theirs for theirs, mine in zip(rates["naive"], rates["ours"]))
     results.add(Row(NAME, "%s, %d deliveries, 1 process x %d threads" % (kind, count, options.threads), "/s",
                     naive, ours, ratio, ">= 0.95x",
-                    note="rounds: naive %s, ours %s" % (_list(rates["naive"]), _list(rates["ours"]))))
+                    note="rounds: naive %s, ours %s" % (per_round(rates["naive"]), per_round(rates["ours"]))))
     results.add(Row(NAME, "%s, worker CPU per delivery" % kind, "us", median(cpu["naive"]) * 1e6,
                     median(cpu["ours"]) * 1e6, median(b / max(a, 1e-9) for a, b in zip(cpu["naive"], cpu["ours"])),
                     note="lower is better; failed attempts in our runs: %d" % failed))
-
-
-def _list(values: list[float]) -> str:
-    return "/".join("%.0f" % value for value in values)
