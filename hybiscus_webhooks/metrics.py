@@ -55,21 +55,45 @@ class Metrics:
             "hybiscus_webhooks_record_write_failures", "Delivery records that could not be written.",
             registry=registry,
         )
+        # The labelled children of each attempt's two instruments, by (event, outcome): labels()
+        # checks and locks on every call, which is most of what counting an attempt costs.
+        self._attempt_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+    def count_attempt(self, event: str, outcome: str, seconds: float) -> None:
+        key = (event, outcome)
+        children = self._attempt_children.get(key)
+        if children is None:
+            # Two threads may both get here; labels() gives both the same children.
+            children = self._attempt_children[key] = (self.attempts.labels(event, outcome), self.latency.labels(event))
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 _lock = threading.Lock()
 # One set of instruments per registry: registering the same names twice on one registry fails.
 _by_registry: weakref.WeakKeyDictionary[Any, Metrics] = weakref.WeakKeyDictionary()
 _missing_logged = False
+# The instruments for the last settings seen (None: metrics off), so that each attempt does not
+# look them up again; settings.configure() or reload() makes a new Settings object.
+_for_settings: tuple[Any, Metrics | None] = (None, None)
 
 
 def get(registry: Any = None) -> Metrics | None:
     """The instruments on ``registry`` (by default METRICS_REGISTRY), or None when metrics are off."""
+    global _for_settings
+    if registry is not None:
+        return _on(registry)
+    current = settings.get()
+    last, found = _for_settings
+    if last is not current:
+        registry = current.METRICS_REGISTRY
+        found = None if registry is False else _on(registry)
+        _for_settings = (current, found)
+    return found
+
+
+def _on(registry: Any) -> Metrics | None:
     global _missing_logged
-    if registry is None:
-        registry = settings.get().METRICS_REGISTRY
-        if registry is False:
-            return None
     try:
         import prometheus_client
     except ImportError:
@@ -96,8 +120,7 @@ def outcome_label(status: int | None, error: str | None) -> str:
 def attempt(event: str, status: int | None, error: str | None, seconds: float) -> None:
     found = get()
     if found is not None:
-        found.attempts.labels(event, outcome_label(status, error)).inc()
-        found.latency.labels(event).observe(seconds)
+        found.count_attempt(event, outcome_label(status, error), seconds)
 
 
 def retry_scheduled(event: str) -> None:

@@ -152,3 +152,18 @@ def test_importing_the_library_registers_and_imports_no_metrics() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60)
     assert result.stdout.strip() == "clean", result.stderr
+
+
+def test_each_new_setting_of_the_registry_takes_effect_at_once() -> None:
+    # The instruments are remembered for the settings in force: new settings must not find the old ones.
+    labels = {"event": COMPLETED, "outcome": "2xx"}
+    settings.configure(METRICS_REGISTRY="tests.test_metrics.HOST_REGISTRY")
+    before = HOST_REGISTRY.get_sample_value("hybiscus_webhooks_attempts_total", labels) or 0
+    metrics.attempt(COMPLETED, 204, None, 0.1)
+    settings.configure(METRICS_REGISTRY=False)
+    assert metrics.get() is None
+    metrics.attempt(COMPLETED, 204, None, 0.1)
+    settings.configure(METRICS_REGISTRY="tests.test_metrics.HOST_REGISTRY")
+    metrics.attempt(COMPLETED, 204, None, 0.1)
+    assert HOST_REGISTRY.get_sample_value("hybiscus_webhooks_attempts_total", labels) == before + 2
+    assert HOST_REGISTRY.get_sample_value("hybiscus_webhooks_attempt_seconds_count", {"event": COMPLETED}) >= 2
