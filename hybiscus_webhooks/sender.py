@@ -5,6 +5,7 @@ bounded in time and size.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import http.client
 import ipaddress
 import queue
@@ -160,7 +161,9 @@ class Sender:
     def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Outcome:
         """One attempt. Raises ``DestinationRefused`` when the URL or its addresses are not allowed."""
         _check(headers)
-        target = self._target(url)
+        target = _target_of(url)
+        if self.https_only and target.scheme != "https":
+            raise DestinationRefused("HTTPS_ONLY is set, and the webhook URL for host %s is not https." % target.host)
         started = self.clock()
         try:
             addresses = self._vetted(target)
@@ -208,23 +211,6 @@ class Sender:
             response.release_conn() if response.isclosed() else _discard(response)
         return Outcome(status=response.status, error=None, elapsed=self.clock() - started, response_head=bytes(head))
 
-    def _target(self, url: str) -> _Target:
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-            scheme = parts.scheme.lower()
-            if scheme not in _DEFAULT_PORTS or _URL_UNSAFE.search(url):
-                raise ValueError
-            host = ascii_host(parts.hostname or "")
-        except (ValueError, InvalidHost):
-            raise DestinationRefused(
-                "The webhook URL is not an http or https URL with a valid host and no spaces or control characters."
-            ) from None
-        if self.https_only and scheme != "https":
-            raise DestinationRefused("HTTPS_ONLY is set, and the webhook URL for host %s is not https." % host)
-        path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
-        return _Target(scheme, host, port or _DEFAULT_PORTS[scheme], quote(path, safe=_URL_SAFE))
-
     def _vetted(self, target: _Target) -> list[Address]:
         """The addresses of the target host, all allowed; raises ``DestinationRefused`` if any is not."""
         literal = ip_literal(target.host)
@@ -251,6 +237,25 @@ class Sender:
         if not addresses:
             raise socket.gaierror("no address")
         return addresses
+
+
+# A worker sends to the same few URLs over and over: each is parsed once, up to this many (a URL
+# refused here raises each time, and is not kept).
+@functools.lru_cache(maxsize=1024)
+def _target_of(url: str) -> _Target:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        scheme = parts.scheme.lower()
+        if scheme not in _DEFAULT_PORTS or _URL_UNSAFE.search(url):
+            raise ValueError
+        host = ascii_host(parts.hostname or "")
+    except (ValueError, InvalidHost):
+        raise DestinationRefused(
+            "The webhook URL is not an http or https URL with a valid host and no spaces or control characters."
+        ) from None
+    path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    return _Target(scheme, host, port or _DEFAULT_PORTS[scheme], quote(path, safe=_URL_SAFE))
 
 
 def _check(headers: Mapping[str, str]) -> None:

@@ -30,6 +30,7 @@ for as long as the youngest has run.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import OrderedDict
@@ -69,6 +70,8 @@ def dramatiq_seconds() -> float:
     return dramatiq.common.current_millis() / 1000
 
 
+# A worker sends to the same few URLs over and over: each is parsed once, up to this many.
+@functools.lru_cache(maxsize=1024)
 def destination_of(url: str) -> Destination | None:
     """Scheme, host and port of ``url``; None if it has none (the sender refuses such a URL)."""
     try:
