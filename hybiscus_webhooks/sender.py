@@ -125,7 +125,8 @@ class _Target:
     scheme: str
     host: str
     port: int
-    request_uri: str
+    # The path and query: a query may carry a customer's token, and targets are kept per URL.
+    request_uri: str = field(repr=False)
 
     @property
     def host_header(self) -> str:

@@ -17,7 +17,7 @@ from hybiscus_webhooks.delivery import COMPLETED, MAX_RETRIES, send
 from hybiscus_webhooks.destinations import AddressPolicy
 from hybiscus_webhooks.schemas import load_webhooks
 from hybiscus_webhooks.sealing import new_key
-from hybiscus_webhooks.sender import Sender
+from hybiscus_webhooks.sender import Sender, _target_of
 from hybiscus_webhooks.testing import DramatiqClock
 
 from .conftest import REPORT_URL, Enqueued
@@ -167,6 +167,9 @@ def test_reprs_and_settings_show_no_secret(caplog: pytest.LogCaptureFixture) -> 
     current = settings.configure(REPORT_URL=REPORT_URL, ALLOW_PRIVATE_DESTINATIONS=True)
     texts = [repr(webhook), str(webhook), repr(outcome), outcome.describe(), repr(current), str(current.as_dict())]
     assert all(SECRET not in text for text in texts), texts
+    # The sender keeps each URL's parsed target for later attempts; its repr leaves out the query.
+    target = _target_of("https://h.example/x?sig=" + QUERY_SECRET)
+    assert target.request_uri.endswith(QUERY_SECRET) and QUERY_SECRET not in repr(target)
     assert "'***'" in repr(webhook)
 
 
