@@ -73,23 +73,21 @@ _lock = threading.Lock()
 # One set of instruments per registry: registering the same names twice on one registry fails.
 _by_registry: weakref.WeakKeyDictionary[Any, Metrics] = weakref.WeakKeyDictionary()
 _missing_logged = False
-# The instruments for the last settings seen (None: metrics off), so that each attempt does not
-# look them up again; settings.configure() or reload() makes a new Settings object.
-_for_settings: tuple[Any, Metrics | None] = (None, None)
+
+
+def _from_settings() -> Metrics | None:
+    registry = settings.get().METRICS_REGISTRY
+    return None if registry is False else _on(registry)
+
+
+# The instruments of METRICS_REGISTRY (None: metrics off), found once rather than on every attempt,
+# and found again when the settings change.
+_in_force = settings.PerProcess(_from_settings)
 
 
 def get(registry: Any = None) -> Metrics | None:
     """The instruments on ``registry`` (by default METRICS_REGISTRY), or None when metrics are off."""
-    global _for_settings
-    if registry is not None:
-        return _on(registry)
-    current = settings.get()
-    last, found = _for_settings
-    if last is not current:
-        registry = current.METRICS_REGISTRY
-        found = None if registry is False else _on(registry)
-        _for_settings = (current, found)
-    return found
+    return _in_force.get() if registry is None else _on(registry)
 
 
 def _on(registry: Any) -> Metrics | None:
