@@ -47,6 +47,9 @@ def parse(argv: list[str]) -> tuple[list[str], Options]:
                         help="record deliveries in the run's Redis (RECORDS_REDIS_URL); off by default, even on Redis")
     parser.add_argument("--sealed", action="store_true", help="seal delivery messages (MESSAGE_KEYS)")
     parser.add_argument("--production", action="store_true", help="all three: --signing --records --sealed")
+    parser.add_argument("--by-name", action="store_true",
+                        help="throughput: send to http://localhost:PORT, a host name that each actor resolves as it "
+                        "would a customer's, rather than to http://127.0.0.1:PORT")
     args = parser.parse_args(argv)
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:
@@ -72,6 +75,7 @@ def parse(argv: list[str]) -> tuple[list[str], Options]:
     options.signing = args.signing or args.production
     options.records = args.records or args.production
     options.sealed = args.sealed or args.production
+    options.by_name = args.by_name
     return list(args.names or BENCHMARKS), options
 
 

@@ -32,6 +32,8 @@ class Options:
     signing: bool = False
     records: bool = False
     sealed: bool = False
+    #: Address the throughput receiver by the name localhost rather than the literal 127.0.0.1.
+    by_name: bool = False
     quick: bool = False
 
     @classmethod
