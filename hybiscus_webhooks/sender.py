@@ -39,6 +39,9 @@ _URL_SAFE = "".join(chr(code) for code in range(0x21, 0x7F))
 #: Public addresses only: the policy without any setting.
 STRICT = AddressPolicy()
 
+# Host names whose vetted addresses a sender keeps (the oldest lookup is dropped beyond).
+MAX_CACHED_HOSTS = 1024
+
 _REFUSAL_HINT = "webhooks go only to public addresses unless ALLOW_PRIVATE_DESTINATIONS or ALLOWED_NETWORKS say so"
 
 
@@ -145,6 +148,7 @@ class Sender:
         https_only: bool = False,
         ca_bundle: str | None = None,
         resolver: Resolver = resolve,
+        dns_cache_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
@@ -155,6 +159,11 @@ class Sender:
         self.https_only = https_only
         self.resolver = resolver
         self.lookups = _Lookups(resolver)
+        self.dns_cache_seconds = dns_cache_seconds
+        # (host, port) -> (monotonic time the entry expires, the addresses vetted then). Only vetted
+        # addresses are kept, so a later answer (a rebinding) can change nothing but when one is used.
+        self._resolved: dict[tuple[str, int], tuple[float, tuple[Address, ...]]] = {}
+        self._resolved_lock = threading.Lock()
         self.connect_timeout = connect_timeout
         self.clock = clock
         self.pools = Pools(timeout=self.timeout, ca_bundle=ca_bundle)
@@ -167,7 +176,7 @@ class Sender:
             raise DestinationRefused("HTTPS_ONLY is set, and the webhook URL for host %s is not https." % target.host)
         started = self.clock()
         try:
-            addresses = self._vetted(target)
+            addresses = self._vetted(target, started)
         except TimeoutError:
             return Outcome(status=None, error="NameResolutionTimeout", elapsed=self.clock() - started)
         except (OSError, UnicodeError):
@@ -187,10 +196,15 @@ class Sender:
                     # Refused or unreachable: the next address may answer, as a browser would try it.
                     if index + 1 < len(addresses) and self.clock() < started + self.attempt_limit:
                         continue
+                    self._forget(target)
                     return Outcome(status=None, error=type(exc).__name__, elapsed=self.clock() - started)
                 except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+                    self._forget(target)
                     return Outcome(status=None, error=type(exc).__name__, elapsed=self.clock() - started)
-                return self._finish(response, started)
+                outcome = self._finish(response, started)
+                if not outcome.ok:
+                    self._forget(target)
+                return outcome
         raise AssertionError("unreachable: _vetted returns at least one address")
 
     def _finish(self, response: urllib3.HTTPResponse, started: float) -> Outcome:
@@ -212,14 +226,39 @@ class Sender:
             response.release_conn() if response.isclosed() else _discard(response)
         return Outcome(status=response.status, error=None, elapsed=self.clock() - started, response_head=bytes(head))
 
-    def _vetted(self, target: _Target) -> list[Address]:
-        """The addresses of the target host, all allowed; raises ``DestinationRefused`` if any is not."""
+    def _vetted(self, target: _Target, now: float) -> Sequence[Address]:
+        """The addresses of the target host, all allowed; raises ``DestinationRefused`` if any is not.
+
+        A host name's addresses are kept for ``dns_cache_seconds`` once vetted: a worker sends to the
+        same few hosts over and over, and a lookup cost more than the rest of an attempt's own work
+        (bench/README.md). Until a failed attempt drops them, they are used as they were vetted.
+        """
         literal = ip_literal(target.host)
         if literal is not None:
             reason = self.policy.refusal(literal)
             if reason is not None:
                 raise DestinationRefused("Host %s is a %s address; %s." % (target.host, reason, _REFUSAL_HINT))
             return [literal]
+        key = (target.host, target.port)
+        cached = self._resolved.get(key)
+        if cached is not None and now < cached[0]:
+            return cached[1]
+        addresses = self._resolve(target)
+        if self.dns_cache_seconds > 0:
+            with self._resolved_lock:
+                self._resolved.pop(key, None)  # Re-inserted last: the first key is the oldest lookup.
+                self._resolved[key] = (now + self.dns_cache_seconds, tuple(addresses))
+                if len(self._resolved) > MAX_CACHED_HOSTS:
+                    del self._resolved[next(iter(self._resolved))]
+        return addresses
+
+    def _forget(self, target: _Target) -> None:
+        """Resolve the host again on the next attempt: after a failure, it may have moved."""
+        if self._resolved:
+            with self._resolved_lock:
+                self._resolved.pop((target.host, target.port), None)
+
+    def _resolve(self, target: _Target) -> list[Address]:
         addresses = []
         # Resolving is part of connecting: it gets the connect timeout, and counts in the attempt's time.
         for answer in self.lookups.resolve(target.host, target.port, self.connect_timeout):
@@ -286,6 +325,7 @@ def _sender_from_settings() -> Sender:
         https_only=values.HTTPS_ONLY,
         ca_bundle=values.CA_BUNDLE,
         resolver=values.RESOLVER or resolve,
+        dns_cache_seconds=values.DNS_CACHE_SECONDS,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 import os
 import string
 import threading
@@ -52,6 +53,14 @@ def _positive_seconds(name: str, value: Any) -> float:
         raise ImproperlyConfigured("%s must be a number of seconds, got %s." % (name, type(value).__name__))
     if not value > 0:
         raise ImproperlyConfigured("%s must be more than 0 seconds, got %r." % (name, value))
+    return float(value)
+
+
+def _seconds_or_zero(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ImproperlyConfigured("%s must be a number of seconds, got %s." % (name, type(value).__name__))
+    if not 0 <= value < math.inf:
+        raise ImproperlyConfigured("%s must be 0 or more seconds, and finite, got %r." % (name, value))
     return float(value)
 
 
@@ -284,6 +293,12 @@ _DEFINITIONS = [
         "RESOLVER", None, _optional_callable, type="callable | import path | None",
         doc="Called with (host, port), returns the host's IP addresses as strings; None uses "
         "socket.getaddrinfo. Every address it returns is vetted before the sender connects to one.",
+    ),
+    Definition(
+        "DNS_CACHE_SECONDS", 30.0, _seconds_or_zero, type="float",
+        doc="How long a worker process goes on sending to the addresses it resolved and vetted for a host "
+        "name while attempts to it succeed; a failed attempt makes the next one resolve the name again. "
+        "0: resolve before every attempt.",
     ),
     Definition(
         "RETRY_HOLD_LIMIT", "auto", _hold_limit, type="'auto' | float | None",

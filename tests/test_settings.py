@@ -79,6 +79,10 @@ def test_a_module_that_does_not_import_names_the_variable(module: Any) -> None:
     ({"ALLOWED_NETWORKS": ["intranet.local"]}, "ALLOWED_NETWORKS: 'intranet.local' is not a network"),
     ({"CA_BUNDLE": "/no/such/ca.pem"}, "CA_BUNDLE must be the path of an existing file or None"),
     ({"RESOLVER": "socket.no_such_resolver"}, "RESOLVER: could not import 'socket.no_such_resolver'"),
+    ({"DNS_CACHE_SECONDS": -1}, "DNS_CACHE_SECONDS must be 0 or more seconds, and finite, got -1"),
+    ({"DNS_CACHE_SECONDS": float("inf")}, "DNS_CACHE_SECONDS must be 0 or more seconds, and finite, got inf"),
+    ({"DNS_CACHE_SECONDS": float("nan")}, "DNS_CACHE_SECONDS must be 0 or more seconds, and finite, got nan"),
+    ({"DNS_CACHE_SECONDS": "30"}, "DNS_CACHE_SECONDS must be a number of seconds, got str"),
     ({"NOT_A_SETTING": 1}, "Unknown setting NOT_A_SETTING"),
 ])
 def test_configure_validates_like_the_module(names: dict[str, Any], message: str) -> None:

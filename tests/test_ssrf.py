@@ -19,7 +19,7 @@ from dramatiq.brokers.stub import StubBroker
 from hybiscus_webhooks import DestinationRefused, UnsafeHeader, Webhook, settings
 from hybiscus_webhooks.delivery import COMPLETED, send
 from hybiscus_webhooks.destinations import AddressPolicy, parse_networks
-from hybiscus_webhooks.sender import Sender, _Lookups
+from hybiscus_webhooks.sender import Sender, _Lookups, get_sender
 
 from .asgi import call
 from .conftest import Enqueued
@@ -160,6 +160,87 @@ def test_the_dns_answer_is_checked_once_and_the_checked_address_is_the_one_conne
             sender.post("http://rebind.example:%d/hook" % private.port, BODY, HEADERS)
         assert private.accepts == 0 and public.accepts == 1
     assert guard.names == []  # urllib3 never looked the name up again.
+
+
+class Clock:
+    """A monotonic clock that stands still until moved."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_vetted_addresses_are_used_for_dns_cache_seconds_and_a_rebinding_answer_is_vetted_before_use(
+    guard: Guard,
+) -> None:
+    with Listener(hosts=("127.0.0.1",)) as private, Listener(hosts=("127.0.0.2",), port=private.port) as public:
+        resolver = StubResolver({"rebind.example": [["127.0.0.2"], ["127.0.0.1"]]})
+        policy = AddressPolicy(allowed_networks=parse_networks(["127.0.0.2/32"]))
+        clock = Clock()
+        sender = make_sender(policy, resolver, dns_cache_seconds=30, clock=clock)
+        url = "http://rebind.example:%d/hook" % private.port
+        for _ in range(4):
+            assert sender.post(url, BODY, HEADERS).ok
+            clock.now += 9.9
+        # Four attempts within 30 s of the lookup: one lookup, four requests to the address it vetted.
+        assert resolver.calls == [("rebind.example", private.port)]
+        assert len(public.requested_at) == 4 and private.accepts == 0
+        # 30 s after the lookup the name is resolved again: the rebinding answer is refused, never used.
+        with pytest.raises(DestinationRefused, match=r"rebind\.example resolves to 127\.0\.0\.1, a loopback"):
+            sender.post(url, BODY, HEADERS)
+        assert len(resolver.calls) == 2 and private.accepts == 0
+        # Nothing refused is kept: the next attempt asks again.
+        with pytest.raises(DestinationRefused):
+            sender.post(url, BODY, HEADERS)
+        assert len(resolver.calls) == 3
+    assert guard.names == [] and guard.blocked == []
+
+
+@pytest.mark.parametrize("failure", ["HTTP 503", "connection refused"])
+def test_after_a_failed_attempt_the_next_one_resolves_the_name_again(guard: Guard, failure: str) -> None:
+    resolver = StubResolver({"moved.example": ["127.0.0.1"]})
+    sender = make_sender(LOOPBACK_ALLOWED, resolver, dns_cache_seconds=30, clock=Clock())
+    if failure == "HTTP 503":
+        with Listener(answer(503)) as listener:
+            outcomes = [sender.post(listener.url("moved.example"), BODY, HEADERS) for _ in range(3)]
+    else:
+        with Listener() as closed:
+            url = closed.url("moved.example")
+        outcomes = [sender.post(url, BODY, HEADERS) for _ in range(3)]  # Nothing listens there any more.
+    assert [outcome.describe() for outcome in outcomes] == (
+        ["HTTP 503"] * 3 if failure == "HTTP 503" else ["NewConnectionError"] * 3)
+    assert len(resolver.calls) == 3
+
+
+def test_the_sender_keeps_the_addresses_of_at_most_max_cached_hosts(
+    guard: Guard, listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("hybiscus_webhooks.sender.MAX_CACHED_HOSTS", 2)
+    resolver = StubResolver({name: ["127.0.0.1"] for name in ("a.example", "b.example", "c.example")})
+    sender = make_sender(LOOPBACK_ALLOWED, resolver, dns_cache_seconds=30, clock=Clock())
+    for name in ("a.example", "b.example", "c.example", "c.example", "b.example", "a.example"):
+        assert sender.post(listener.url(name), BODY, HEADERS).ok
+    # c pushed out a (the oldest lookup); a, back, pushed out b, which is then looked up again last.
+    assert [host for host, _ in resolver.calls] == ["a.example", "b.example", "c.example", "a.example"]
+    assert sender.post(listener.url("b.example"), BODY, HEADERS).ok
+    assert [host for host, _ in resolver.calls][-1] == "b.example"
+
+
+def test_dns_cache_seconds_reaches_the_sender_and_0_resolves_before_every_attempt(
+    guard: Guard, listener: Listener
+) -> None:
+    resolver = StubResolver({"hooks.example": ["127.0.0.1"]})
+    settings.configure(ALLOWED_NETWORKS=["127.0.0.0/8"], RESOLVER=resolver)
+    assert get_sender().dns_cache_seconds == 30.0
+    for _ in range(3):
+        assert get_sender().post(listener.url("hooks.example"), BODY, HEADERS).ok
+    assert len(resolver.calls) == 1
+    settings.configure(ALLOWED_NETWORKS=["127.0.0.0/8"], RESOLVER=resolver, DNS_CACHE_SECONDS=0)
+    for _ in range(3):
+        assert get_sender().post(listener.url("hooks.example"), BODY, HEADERS).ok
+    assert len(resolver.calls) == 4
 
 
 def test_a_public_first_answer_is_connected_to_as_vetted_and_the_private_second_is_refused(guard: Guard) -> None:
