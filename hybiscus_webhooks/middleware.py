@@ -44,14 +44,15 @@ class WebhooksMiddleware:
         self.max_webhooks: int = _argument("MAX_WEBHOOKS", "max_webhooks", max_webhooks, current)
         self.plan_check = _argument("PLAN_CHECK", "plan_check", plan_check, current)
         # Only what a URL spells is judged here (an IP literal, http when https is required);
-        # names are resolved and judged by the sender, on every attempt.
-        self.url_check = functools.partial(
+        # names are resolved and judged by the sender. The answer depends on the URL alone, and
+        # customers send the same few: each is judged once, up to 1024.
+        self.url_check = functools.lru_cache(maxsize=1024)(functools.partial(
             url_refusal,
             policy=AddressPolicy(
                 allow_private=current.ALLOW_PRIVATE_DESTINATIONS, allowed_networks=current.ALLOWED_NETWORKS
             ),
             https_only=current.HTTPS_ONLY,
-        )
+        ))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:

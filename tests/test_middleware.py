@@ -112,6 +112,25 @@ def test_invalid_webhooks_get_422_naming_each_problem_and_the_app_is_not_called(
     assert seen == []
 
 
+def test_a_url_judged_before_is_judged_the_same_again_and_by_each_middleware_under_its_own_settings() -> None:
+    # Each URL's verdict is remembered (schemas and middleware): a refusal must be raised every time, and a
+    # middleware with other settings must not inherit another's verdict.
+    settings.configure()  # Private addresses refused, as by default.
+    plain_app, _ = make_app()
+    call(plain_app, method="GET", path="/other")  # Starlette builds the middleware, with the settings now.
+    settings.configure(HTTPS_ONLY=True)
+    https_app, _ = make_app()
+    urls = {"http://a.example/h": (None, "url_https_required"), "ftp://a.example/h": ("url_scheme", "url_scheme"),
+            "https://10.0.0.1/h": ("url_forbidden_address", "url_forbidden_address"),
+            "https://a.example/h": (None, None)}
+    for _ in range(2):
+        for url, verdicts in urls.items():
+            for app, expected in zip((plain_app, https_app), verdicts):
+                answer = call(app, body=report([{"url": url}]))
+                assert (problems(answer) if expected else answer.status) == (
+                    [(LOC + [0, "url"], expected)] if expected else 200), (url, expected)
+
+
 def test_422_messages_are_readable_and_do_not_echo_values() -> None:
     app, _ = make_app()
     answer = call(app, body=report([{"url": "https://a.example/h", "auth_header": SECRET + " x"}]))
