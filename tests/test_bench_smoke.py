@@ -51,6 +51,16 @@ def test_the_production_switches_run(name: str, capsys: pytest.CaptureFixture[st
     assert all((row.ours is not None and row.ours > 0) or is_cpu_of_a_tiny_run(row) for row in results.rows)
 
 
+def test_throughput_by_name_sends_to_localhost(capsys: pytest.CaptureFixture[str]) -> None:
+    require_service("Redis", 6379)
+    names, options = parse(["throughput", "--quick", "--threads", "4", "--production", "--by-name",
+                            "--brokers", "redis"])
+    results = run(names, options)
+    # Both actors delivered every webhook to the name (a run that loses one raises).
+    assert len(results.rows) == 2 and all(row.ours and row.ours > 0 for row in results.rows if "CPU" not in row.case)
+    assert "receiver addressed as localhost" in capsys.readouterr().out
+
+
 def test_hol_alternates_its_runs_and_reports_each_round(capsys: pytest.CaptureFixture[str]) -> None:
     require_service("Redis", 6379)
     require_service("RabbitMQ", 5672)
