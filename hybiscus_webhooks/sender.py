@@ -181,7 +181,14 @@ class Sender:
             return Outcome(status=None, error="NameResolutionTimeout", elapsed=self.clock() - started)
         except (OSError, UnicodeError):
             return Outcome(status=None, error="NameResolutionError", elapsed=self.clock() - started)
-        headers = {**headers, "Host": target.host_header}
+        outcome = self._send(target, addresses, body, {**headers, "Host": target.host_header}, started)
+        if not outcome.ok:
+            self._forget(target)  # It may have moved: the next attempt resolves the name again.
+        return outcome
+
+    def _send(self, target: _Target, addresses: Sequence[Address], body: bytes, headers: Mapping[str, str],
+              started: float) -> Outcome:
+        """The request to the first of ``addresses`` that takes the connection."""
         with deadline(started + self.attempt_limit, self.clock):
             for index, address in enumerate(addresses):
                 pool = self.pools.get(target.scheme, str(address), target.port, target.host)
@@ -196,15 +203,10 @@ class Sender:
                     # Refused or unreachable: the next address may answer, as a browser would try it.
                     if index + 1 < len(addresses) and self.clock() < started + self.attempt_limit:
                         continue
-                    self._forget(target)
                     return Outcome(status=None, error=type(exc).__name__, elapsed=self.clock() - started)
                 except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
-                    self._forget(target)
                     return Outcome(status=None, error=type(exc).__name__, elapsed=self.clock() - started)
-                outcome = self._finish(response, started)
-                if not outcome.ok:
-                    self._forget(target)
-                return outcome
+                return self._finish(response, started)
         raise AssertionError("unreachable: _vetted returns at least one address")
 
     def _finish(self, response: urllib3.HTTPResponse, started: float) -> Outcome:
@@ -253,7 +255,6 @@ class Sender:
         return addresses
 
     def _forget(self, target: _Target) -> None:
-        """Resolve the host again on the next attempt: after a failure, it may have moved."""
         if self._resolved:
             with self._resolved_lock:
                 self._resolved.pop((target.host, target.port), None)
