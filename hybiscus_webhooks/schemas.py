@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import os
 import re
+import threading
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -148,6 +151,55 @@ class WebhookSchema(Schema):
 # loaded rather than by a post_load hook, which cost about 1.3 us per webhook (bench/README.md).
 _SCHEMA = WebhookSchema()
 _LOC = ("body", "config", "webhooks")
+_FIELDS = frozenset(("url", "auth_header"))
+
+# Webhook objects the schema has passed, by fingerprint: report after report lists the same few, and
+# marshmallow's machinery is most of what judging one costs (bench/README.md, "The floor"). An object
+# made of the same strings is loaded the same way again, so it is not handed to the schema twice.
+# Only keyed digests are kept, never a URL or an auth header; the key is this process's own.
+MAX_REMEMBERED_WEBHOOKS = 4096
+_PASSED: dict[bytes, None] = {}
+_PASSED_LOCK = threading.Lock()
+# Keyed once: a copy of it costs less than keying a new digest each time.
+_FINGERPRINT = hashlib.blake2b(key=os.urandom(32), digest_size=16)
+
+
+def _fingerprint(item: Any) -> bytes | None:
+    """A keyed digest of a webhook object made of plain strings, or None for anything else."""
+    if type(item) is not dict or "url" not in item or not item.keys() <= _FIELDS:
+        return None
+    url, auth_header = item["url"], item.get("auth_header")
+    if type(url) is not str or not (auth_header is None or type(auth_header) is str):
+        return None
+    # Each string length-prefixed, so that no two pairs of strings give the same bytes; "-" marks null.
+    url_bytes = url.encode("utf-8", "surrogatepass")
+    if auth_header is None:
+        data = b"%d:%s-" % (len(url_bytes), url_bytes)
+    else:
+        header_bytes = auth_header.encode("utf-8", "surrogatepass")
+        data = b"%d:%s%d:%s" % (len(url_bytes), url_bytes, len(header_bytes), header_bytes)
+    digest = _FINGERPRINT.copy()
+    digest.update(data)
+    return digest.digest()
+
+
+def _passed_before(raw: list[Any]) -> list[dict[str, Any]] | None:
+    """What the schema would load from ``raw``, if it has passed each of its objects before."""
+    for item in raw:
+        fingerprint = _fingerprint(item)
+        if fingerprint is None or fingerprint not in _PASSED:
+            return None
+    return [{"url": item["url"], "auth_header": item.get("auth_header")} for item in raw]
+
+
+def _remember_passed(raw: list[Any]) -> None:
+    fingerprints = [fingerprint for fingerprint in map(_fingerprint, raw) if fingerprint is not None]
+    with _PASSED_LOCK:
+        for fingerprint in fingerprints:
+            if fingerprint not in _PASSED:
+                if len(_PASSED) >= MAX_REMEMBERED_WEBHOOKS:
+                    del _PASSED[next(iter(_PASSED))]  # The first remembered goes first.
+                _PASSED[fingerprint] = None
 
 
 class _Duplicated(dict[str, Any]):
@@ -206,6 +258,8 @@ def _may_repeat_path_keys(text: str, report: Any) -> bool:
 
 def _duplicates(value: Any, loc: tuple[Any, ...], keys: Any = None) -> list[dict[str, Any]]:
     found: frozenset[str] = getattr(value, "duplicates", frozenset())
+    if not found:  # As for nearly every object.
+        return []
     return [
         {"loc": list(loc + (_shown(key),)), "msg": _PROBLEMS["duplicate_key"], "type": "duplicate_key"}
         for key in sorted(found) if keys is None or key in keys
@@ -240,11 +294,15 @@ def load_webhooks(
         )
         # A long list is an attack or a mistake: judge only the items that could be kept.
         raw = raw[:max_webhooks]
-    loaded: list[dict[str, Any]] = []
-    try:
-        loaded = _SCHEMA.load(raw, many=True)
-    except ValidationError as exc:
-        problems.extend(_flatten(_LOC, exc.messages))
+    loaded = _passed_before(raw)
+    if loaded is None:
+        try:
+            loaded = _SCHEMA.load(raw, many=True)
+        except ValidationError as exc:
+            loaded = []
+            problems.extend(_flatten(_LOC, exc.messages))
+        else:
+            _remember_passed(raw)
     for index, item in enumerate(raw):
         problems.extend(_duplicates(item, _LOC + (index,)))
     if url_check is not None:
