@@ -19,7 +19,7 @@ from bench.__main__ import BENCHMARKS, parse, run  # noqa: E402
 #: The rows each benchmark prints, each with a measured figure.
 # hol: with SLOW_DESTINATION_SLOTS in the settings, one row with the limit off and one with its defaults,
 # and the warm-up's.
-EXPECTED_ROWS = {"middleware": 7 + 1 + 3, "throughput": 4, "backlog": 2, "hol": 2 + 1, "enqueue": 6}
+EXPECTED_ROWS = {"middleware": 9 + 1 + 3, "throughput": 4, "backlog": 2, "hol": 2 + 1, "enqueue": 6}
 
 
 def is_cpu_of_a_tiny_run(row: Any) -> bool:
@@ -72,3 +72,17 @@ def test_hol_alternates_its_runs_and_reports_each_round(capsys: pytest.CaptureFi
     assert "median of 2 rounds' ratios" in limited[0].note
     healthy, hanging = limited[0].note.split("(healthy ")[1].rstrip(" /s)").split(", hanging ")
     assert len(healthy.split("/")) == len(hanging.split("/")) == 2
+
+
+def test_the_fresh_middleware_case_sends_webhooks_the_process_has_forgotten() -> None:
+    # The row "3 webhooks new to the process" is only what it says while its bodies outnumber what the
+    # library remembers: the schema's passed objects and the URL verdicts.
+    from bench.middleware import fresh_case
+    from hybiscus_webhooks import schemas
+
+    case = fresh_case()
+    bodies = (case.body,) + case.others
+    urls = [webhook["url"] for body in bodies for webhook in schemas.parse_report(body)["config"]["webhooks"]]
+    assert len(set(urls)) == len(urls) == 3 * len(bodies)
+    assert len(urls) > schemas.MAX_REMEMBERED_WEBHOOKS and len(urls) > schemas._url_problem.cache_info().maxsize
+    assert len({len(body) for body in bodies}) == 1  # The same size as the 2 KB case, every time.
