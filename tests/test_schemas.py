@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from typing import Any
 
 import pytest
@@ -32,7 +33,7 @@ class CountingSchema:
 
 @pytest.fixture(autouse=True)
 def schema(monkeypatch: pytest.MonkeyPatch) -> CountingSchema:
-    monkeypatch.setattr(schemas, "_PASSED", {})
+    monkeypatch.setattr(schemas, "_PASSED", OrderedDict())
     counting = CountingSchema(schemas._SCHEMA)
     monkeypatch.setattr(schemas, "_SCHEMA", counting)
     return counting
@@ -80,7 +81,7 @@ def test_a_refused_object_is_refused_every_time_and_never_remembered(
     for attempt in range(1, 3):
         assert problems(item) == expected
         assert len(schema.loads) == attempt
-    assert schemas._PASSED == {}
+    assert not schemas._PASSED
 
 
 def test_a_passed_object_beside_a_refused_one_leaves_the_refusal_at_its_index(schema: CountingSchema) -> None:
