@@ -13,6 +13,7 @@ import re
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
@@ -162,7 +163,9 @@ class Sender:
         self.dns_cache_seconds = dns_cache_seconds
         # (host, port) -> (monotonic time the entry expires, the addresses vetted then). Only vetted
         # addresses are kept, so a later answer (a rebinding) can change nothing but when one is used.
-        self._resolved: dict[tuple[str, int], tuple[float, tuple[Address, ...]]] = {}
+        # Ordered by lookup, oldest first; an OrderedDict drops its first key at once, where a plain dict
+        # walks the slots of the keys dropped before.
+        self._resolved: OrderedDict[tuple[str, int], tuple[float, tuple[Address, ...]]] = OrderedDict()
         self._resolved_lock = threading.Lock()
         self.connect_timeout = connect_timeout
         self.clock = clock
@@ -248,10 +251,10 @@ class Sender:
         addresses = self._resolve(target)
         if self.dns_cache_seconds > 0:
             with self._resolved_lock:
-                self._resolved.pop(key, None)  # Re-inserted last: the first key is the oldest lookup.
                 self._resolved[key] = (now + self.dns_cache_seconds, tuple(addresses))
+                self._resolved.move_to_end(key)  # The first key is the oldest lookup.
                 if len(self._resolved) > MAX_CACHED_HOSTS:
-                    del self._resolved[next(iter(self._resolved))]
+                    self._resolved.popitem(last=False)
         return addresses
 
     def _forget(self, target: _Target) -> None:

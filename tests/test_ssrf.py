@@ -228,6 +228,23 @@ def test_the_sender_keeps_the_addresses_of_at_most_max_cached_hosts(
     assert [host for host, _ in resolver.calls][-1] == "b.example"
 
 
+def test_a_host_looked_up_again_when_its_addresses_expire_counts_as_the_newest_lookup(
+    guard: Guard, listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("hybiscus_webhooks.sender.MAX_CACHED_HOSTS", 2)
+    resolver = StubResolver({name: ["127.0.0.1"] for name in ("a.example", "b.example", "c.example")})
+    clock = Clock()
+    sender = make_sender(LOOPBACK_ALLOWED, resolver, dns_cache_seconds=30, clock=clock)
+    assert sender.post(listener.url("a.example"), BODY, HEADERS).ok
+    clock.now += 20
+    assert sender.post(listener.url("b.example"), BODY, HEADERS).ok
+    clock.now += 20  # a has expired, b has not.
+    for name in ("a.example", "c.example", "a.example", "b.example"):
+        assert sender.post(listener.url(name), BODY, HEADERS).ok
+    # a, looked up again, is newer than b: c pushes out b, and a is still kept.
+    assert [host for host, _ in resolver.calls] == ["a.example", "b.example", "a.example", "c.example", "b.example"]
+
+
 def test_dns_cache_seconds_reaches_the_sender_and_0_resolves_before_every_attempt(
     guard: Guard, listener: Listener
 ) -> None:
