@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -90,36 +89,26 @@ def _problem(kind: str) -> ValidationError:
 def _validate_url(value: str) -> None:
     if len(value) > MAX_URL_LENGTH:
         raise _problem("url_too_long")
-    kind = _url_problem(value)
-    if kind is not None:
-        raise _problem(kind)
-
-
-# Customers list the same few endpoints in report after report: each URL is judged once, up to this
-# many (a URL may carry a token in its query; the cache lives in this process only, like the sender's).
-@functools.lru_cache(maxsize=1024)
-def _url_problem(value: str) -> str | None:
     if _URL_FORBIDDEN.search(value) or (not value.isascii() and any(
         unicodedata.category(character) in _URL_INVISIBLE for character in value if not character.isascii()
     )):
-        return "url_invalid"
+        raise _problem("url_invalid")
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
-        return "url_invalid"
+        raise _problem("url_invalid") from None
     if parts.scheme.lower() not in ("http", "https"):
-        return "url_scheme"
+        raise _problem("url_scheme")
     if "@" in parts.netloc:
-        return "url_userinfo"
+        raise _problem("url_userinfo")
     host = parts.hostname  # Parsed from the netloc on every read.
     if not host:
-        return "url_host"
+        raise _problem("url_host")
     try:
         ascii_host(host)
     except InvalidHost:
-        return "url_host_invalid"
-    return None
+        raise _problem("url_host_invalid") from None
 
 
 def _validate_auth_header(value: str) -> None:

@@ -76,13 +76,18 @@ def test_hol_alternates_its_runs_and_reports_each_round(capsys: pytest.CaptureFi
 
 def test_the_fresh_middleware_case_sends_webhooks_the_process_has_forgotten() -> None:
     # The row "3 webhooks new to the process" is only what it says while its bodies outnumber what the
-    # library remembers: the schema's passed objects and the URL verdicts.
+    # library remembers: the schema's passed objects and the middleware's URL verdicts.
     from bench.middleware import fresh_case
-    from hybiscus_webhooks import schemas
+    from hybiscus_webhooks import WebhooksMiddleware, schemas
 
     case = fresh_case()
     bodies = (case.body,) + case.others
     urls = [webhook["url"] for body in bodies for webhook in schemas.parse_report(body)["config"]["webhooks"]]
     assert len(set(urls)) == len(urls) == 3 * len(bodies)
-    assert len(urls) > schemas.MAX_REMEMBERED_WEBHOOKS and len(urls) > schemas._url_problem.cache_info().maxsize
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    url_verdicts = WebhooksMiddleware(app).url_check.cache_info().maxsize
+    assert url_verdicts is not None and len(urls) > url_verdicts and len(urls) > schemas.MAX_REMEMBERED_WEBHOOKS
     assert len({len(body) for body in bodies}) == 1  # The same size as the 2 KB case, every time.

@@ -113,7 +113,7 @@ def test_invalid_webhooks_get_422_naming_each_problem_and_the_app_is_not_called(
 
 
 def test_a_url_judged_before_is_judged_the_same_again_and_by_each_middleware_under_its_own_settings() -> None:
-    # Each URL's verdict is remembered (schemas and middleware): a refusal must be raised every time, and a
+    # Each middleware remembers its URL verdicts: a refusal must be raised every time, and a
     # middleware with other settings must not inherit another's verdict.
     settings.configure()  # Private addresses refused, as by default.
     plain_app, _ = make_app()
