@@ -1,6 +1,6 @@
 """``python -m bench [NAME ...] [options]``: run the benchmarks and print every figure and ratio.
 
-NAME is one or more of: middleware, throughput, backlog, hol, enqueue (all when none is given).
+NAME is one or more of: middleware, throughput, backlog, hol, enqueue, instructions (all when none is given).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from .common import HEADER, Results, format_row, machine
 from .options import Options
 
-BENCHMARKS = ("middleware", "throughput", "backlog", "hol", "enqueue")
+BENCHMARKS = ("middleware", "throughput", "backlog", "hol", "enqueue", "instructions")
 
 
 def parse(argv: list[str]) -> tuple[list[str], Options]:

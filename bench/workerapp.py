@@ -11,12 +11,11 @@ import os
 from typing import Any
 
 import dramatiq
-import urllib3
 
 from hybiscus_webhooks import install, settings
-from hybiscus_webhooks.sender import USER_AGENT
 
 from .brokers import make_broker
+from .naive import naive_post as make_naive_post
 
 CONFIG: dict[str, Any] = json.loads(os.environ["BENCH_WORKER"])
 
@@ -27,17 +26,10 @@ dramatiq.set_broker(broker)
 deliver = install(broker)
 
 _values = settings.get()
-_pool = urllib3.PoolManager(maxsize=16, block=False)
-_timeout = urllib3.Timeout(connect=_values.CONNECT_TIMEOUT, read=_values.READ_TIMEOUT)
+_post = make_naive_post(_values.CONNECT_TIMEOUT, _values.READ_TIMEOUT)
 
 
 @dramatiq.actor(actor_name="bench_naive_post", queue_name=CONFIG["naive_queue"], max_retries=0, broker=broker)
 def naive_post(url: str, body: str, auth_header: str | None) -> None:
     """The baseline: POST the same body with urllib3, nothing else."""
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-    if auth_header:
-        headers["Authorization"] = "Bearer " + auth_header
-    response = _pool.request("POST", url, body=body.encode(), headers=headers, redirect=False, retries=False,
-                             timeout=_timeout)
-    if not 200 <= response.status < 300:
-        raise RuntimeError("HTTP %d" % response.status)
+    _post(url, body, auth_header)

@@ -1,0 +1,117 @@
+"""6. Instructions per delivery, counted by valgrind's callgrind: our actor against the naive POST.
+
+The throughput benchmark times a worker on a shared machine, where one run of a variant moves by
+10-15% and a change worth 1% cannot be seen. An instruction count moves by well under 1% from run
+to run, whatever else the machine does: it is the figure to judge a small change of the delivery
+path by, before the throughput benchmark judges the sum.
+
+Each variant runs in a process of its own under callgrind, on a StubBroker, against nginx: the
+messages are made by the post-render hook (ours) or by a bare send (naive), then each is handled
+as a worker thread would, with the broker's middleware before and after the actor's function.
+Only the second half of the messages is counted, in the calling thread, from one call of
+``sys.call_tracing`` (the toggle that callgrind collects under): the first half warms the caches and
+the connections, and imports are not counted. The records writer's thread is not counted; its work
+is a few script calls a second, whatever the number of deliveries.
+
+``python -m bench.instructions --loop VARIANT COUNT OPTIONS`` is the process callgrind runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .common import Results, Row
+from .deliveries import switches
+from .options import Options
+from .services import ROOT, fast_receiver
+
+NAME = "instructions"
+# What callgrind prints at the end: "Collected : 123456".
+_COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+def main(results: Results, options: Options) -> None:
+    if not shutil.which("valgrind"):
+        results.note("instructions: valgrind is not installed (Debian: apt-get install valgrind); skipped")
+        return
+    count = max(options.deliveries // 40, 4)
+    with fast_receiver() as receiver:
+        url = receiver.url.replace("127.0.0.1", "localhost" if options.by_name else "127.0.0.1", 1)
+        counted = {variant: count_instructions(variant, count, url, options) for variant in ("naive", "ours")}
+    naive, ours = (counted[variant] / count for variant in ("naive", "ours"))
+    results.add(Row(NAME, "per delivery (%d counted, 1 thread, StubBroker)" % count, "k instr",
+                    naive / 1000, ours / 1000, ours / naive,
+                    note="lower is better; %s; to %s" % (switches(options), url.split("://")[1].split(":")[0])))
+
+
+def count_instructions(variant: str, count: int, url: str, options: Options) -> int:
+    """Instructions of ``count`` deliveries of ``variant`` after as many uncounted ones."""
+    with tempfile.TemporaryDirectory(prefix="hw-bench-callgrind-") as tmp:
+        log = Path(tmp) / "callgrind.log"
+        shared = {field.name: getattr(options, field.name) for field in dataclasses.fields(Options)}
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=sys_call_tracing*",
+             "--callgrind-out-file=%s" % (Path(tmp) / "callgrind.out"), "--log-file=%s" % log,
+             sys.executable, "-m", "bench.instructions", "--loop", variant, str(count), url, json.dumps(shared)],
+            cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env=_environment(),
+        )
+        found = _COLLECTED.search(log.read_text())
+        if found is None:
+            raise RuntimeError("callgrind printed no count:\n" + log.read_text()[-2000:])
+        return int(found.group(1))
+
+
+def _environment() -> dict[str, str]:
+    import os
+
+    # The same string hashes in every run: dict and set probes then take the same paths.
+    return {**os.environ, "PYTHONHASHSEED": "0"}
+
+
+def loop(variant: str, count: int, url: str, options: Options) -> None:
+    """Handle ``2 * count`` messages of ``variant``; the second ``count`` under ``sys.call_tracing``."""
+    import dramatiq
+    from dramatiq.broker import MessageProxy
+
+    from hybiscus_webhooks import settings
+
+    from .deliveries import Setup
+    from .naive import naive_post
+
+    with Setup("stub", options) as setup:
+        if variant == "ours":
+            setup.send_ours([url + "/ours"], 2 * count)
+            queue, actor = setup.queue, setup.actor.fn
+        else:
+            setup.send_naive([url + "/naive"], 2 * count)
+            values = settings.get()
+            queue, actor = setup.naive_queue, naive_post(values.CONNECT_TIMEOUT, values.READ_TIMEOUT)
+        pending = setup.broker.queues[queue]
+        # What a worker thread handles: a proxy, which the middleware mark as failed or not.
+        messages = [MessageProxy(dramatiq.Message.decode(pending.get_nowait())) for _ in range(2 * count)]
+
+        def handle(batch: list[MessageProxy], function: Callable[..., Any] = actor) -> None:
+            for message in batch:
+                setup.broker.emit_before("process_message", message)
+                result = function(*message.args, **message.kwargs)
+                setup.broker.emit_after("process_message", message, result=result)
+
+        handle(messages[:count])
+        sys.call_tracing(handle, (messages[count:],))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions")
+    parser.add_argument("--loop", nargs=4, metavar=("VARIANT", "COUNT", "URL", "OPTIONS"), required=True)
+    variant, count, url, shared = parser.parse_args().loop
+    loop(variant, int(count), url, Options(**json.loads(shared)))
