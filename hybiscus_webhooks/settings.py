@@ -340,12 +340,13 @@ class Settings:
                 raise ImproperlyConfigured("%s%s" % (str(exc).rstrip("."), _in(source) + ".")) from exc.__cause__
         self._values = values
         self.source = source
+        # Read as plain attributes: a delivery reads several, and __getattr__ is a Python call each time.
+        # Setting names are upper case, so none can hide a method or the two attributes above.
+        self.__dict__.update(values)
 
     def __getattr__(self, name: str) -> Any:
-        try:
-            return self.__dict__["_values"][name]
-        except KeyError:
-            raise AttributeError("Unknown setting %s%s." % (name, _did_you_mean(name))) from None
+        # Only for a name that is not a setting.
+        raise AttributeError("Unknown setting %s%s." % (name, _did_you_mean(name)))
 
     def as_dict(self) -> dict[str, Any]:
         """Every value, with secret ones masked: safe to print."""
@@ -428,6 +429,18 @@ def _notify() -> None:
 
 T = TypeVar("T")
 
+# This process's id, set again in a forked child: os.getpid() is a system call, and PerProcess.get
+# runs several times in every delivery.
+_pid = os.getpid()
+
+
+def _after_fork_in_child() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 class PerProcess(Generic[T]):
     """A value built from the settings on first use in each process, and built again after a reload.
@@ -445,17 +458,17 @@ class PerProcess(Generic[T]):
 
     def get(self) -> T:
         built = self._built
-        if built is None or built[0] != os.getpid():
+        if built is None or built[0] != _pid:
             with self._lock:
-                if self._built is None or self._built[0] != os.getpid():
-                    self._built = (os.getpid(), self._build())
+                if self._built is None or self._built[0] != _pid:
+                    self._built = (_pid, self._build())
                 built = self._built
         return built[1]
 
     def forget(self) -> None:
         with self._lock:
             forgotten, self._built = self._built, None
-        if forgotten is not None and forgotten[0] == os.getpid() and self._discard is not None:
+        if forgotten is not None and forgotten[0] == _pid and self._discard is not None:
             self._discard(forgotten[1])
 
 

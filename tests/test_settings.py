@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -113,10 +115,35 @@ def test_a_per_process_value_is_built_on_first_use_and_again_after_a_reload(monk
     assert discarded == [1]
     assert value.get() == 2
     # In a forked child (another pid): its own value, and its parent's is never discarded there.
-    monkeypatch.setattr(settings.os, "getpid", lambda: -1)
+    monkeypatch.setattr(settings, "_pid", -1)
     settings.reload()
     assert discarded == [1]
     assert [value.get(), value.get()] == [3, 3]
+
+
+def test_a_forked_child_builds_its_own_per_process_value() -> None:
+    # In a fresh interpreter: forking this one, whose tests leave threads behind, may deadlock.
+    script = """if True:
+        import os
+        from hybiscus_webhooks import settings
+
+        value = settings.PerProcess(os.getpid)
+        parent = value.get()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if value.get() == os.getpid() != parent else 1)
+        assert os.waitpid(pid, 0)[1] == 0, "the child used its parent's value"
+        assert value.get() == parent == os.getpid()
+    """
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_settings_read_as_plain_attributes_and_unknown_names_are_named() -> None:
+    current = settings.configure(READ_TIMEOUT=3.0)
+    assert vars(current)["READ_TIMEOUT"] == 3.0 == current.READ_TIMEOUT
+    with pytest.raises(AttributeError, match=r"Unknown setting READ_TIMOUT \(did you mean READ_TIMEOUT\?\)"):
+        current.READ_TIMOUT  # noqa: B018
 
 
 def test_the_destination_settings(tmp_path: Any) -> None:
