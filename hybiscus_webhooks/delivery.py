@@ -90,22 +90,22 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
     message = CurrentMessage.get_current_message()
     if message is None:
         raise ImproperlyConfigured("The delivery actor needs the CurrentMessage middleware; use install(broker).")
-    hold_limit = holds.limit_millis(broker)
-    wait = holds.next_hold(message.options, hold_limit, dramatiq.common.current_millis())
-    if wait is not None:
-        # Back before its due time: not an attempt. Hold it again for what is left.
-        logger.debug("Retry of %s of task %s is due in %d ms; holding it again.", delivery["event"],
-                     delivery["task_id"], wait)
-        broker.enqueue(message, delay=wait)
-        return
+    # Most messages were never held in parts: the limit is looked up only for those that were, or fail.
+    if holds.DUE_OPTION in message.options:
+        wait = holds.next_hold(message.options, holds.limit_millis(broker), dramatiq.common.current_millis())
+        if wait is not None:
+            # Back before its due time: not an attempt. Hold it again for what is left.
+            logger.debug("Retry of %s of task %s is due in %d ms; holding it again.", delivery["event"],
+                         delivery["task_id"], wait)
+            broker.enqueue(message, delay=wait)
+            return
     endpoint = _open(message, delivery)
     tracker = slow_destinations.current()
     destination = None if tracker is None else slow_destinations.destination_of(endpoint.url)
     if tracker is not None and destination is not None:
         turn = tracker.enter(destination, waited=_DEFERRALS_OPTION in message.options)
         if turn is not None:
-            _defer(broker, message, delivery, destination, int(turn * 1000), hold_limit,
-                   slow=tracker.is_marked(destination))
+            _defer(broker, message, delivery, destination, int(turn * 1000), slow=tracker.is_marked(destination))
             return
     # From here on it is an attempt: a retry it may lead to starts with no deferrals.
     message.options.pop(_DEFERRALS_OPTION, None)
@@ -117,7 +117,7 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
         if tracker is not None and destination is not None:
             elapsed, error = (0.0, None) if outcome is None else (outcome.elapsed, outcome.error)
             tracker.leave(destination, elapsed=elapsed, error=error)
-    _conclude(message, delivery, outcome, retries=retries, hold_limit=hold_limit)
+    _conclude(broker, message, delivery, outcome, retries=retries)
 
 
 def _open(message: dramatiq.Message[Any], delivery: Mapping[str, Any]) -> Webhook:
@@ -153,17 +153,18 @@ def _attempt(delivery: Mapping[str, Any], endpoint: Webhook, *, retries: int) ->
     return outcome
 
 
-def _conclude(message: dramatiq.Message[Any], delivery: Mapping[str, Any], outcome: Outcome, *, retries: int,
-              hold_limit: int | None) -> None:
+def _conclude(broker: dramatiq.Broker, message: dramatiq.Message[Any], delivery: Mapping[str, Any], outcome: Outcome,
+              *, retries: int) -> None:
     """Log the attempt's end; raise for Dramatiq to retry it on the schedule, or to dead-letter it after the last."""
     attempt, where = retries + 1, delivery["endpoint"]
     if outcome.ok:
         # DEBUG: at INFO this line costs a quarter of a worker's deliveries per second; the records
-        # and the metrics count successes.
-        logger.debug(
-            "Delivered %s of task %s to %s: %s on attempt %d in %.3f s.",
-            delivery["event"], delivery["task_id"], where, outcome.describe(), attempt, outcome.elapsed,
-        )
+        # and the metrics count successes. Its arguments are not even made unless it is logged.
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "Delivered %s of task %s to %s: %s on attempt %d in %.3f s.",
+                delivery["event"], delivery["task_id"], where, outcome.describe(), attempt, outcome.elapsed,
+            )
         return
     if retries >= MAX_RETRIES:
         logger.warning(
@@ -176,12 +177,12 @@ def _conclude(message: dramatiq.Message[Any], delivery: Mapping[str, Any], outco
         "Attempt %d of %s of task %s to %s failed: %s; next attempt in %d s.",
         attempt, delivery["event"], delivery["task_id"], where, outcome.describe(), delay // 1000,
     )
-    hold = holds.first_hold(message.options, delay, hold_limit, dramatiq.common.current_millis())
+    hold = holds.first_hold(message.options, delay, holds.limit_millis(broker), dramatiq.common.current_millis())
     raise dramatiq.Retry("Attempt %d to %s failed: %s." % (attempt, where, outcome.describe()), delay=hold)
 
 
 def _defer(broker: dramatiq.Broker, message: dramatiq.Message[Any], delivery: Mapping[str, Any],
-           destination: slow_destinations.Destination, wait: int, hold_limit: int | None, *, slow: bool) -> None:
+           destination: slow_destinations.Destination, wait: int, *, slow: bool) -> None:
     # Not an attempt: the retry count, the records and the schedule of the attempts stay as they are.
     message.options[_DEFERRALS_OPTION] = message.options.get(_DEFERRALS_OPTION, 0) + 1
     logger.debug("%s of task %s waits %d ms for %s %s%s.", delivery["event"], delivery["task_id"], wait,
@@ -189,7 +190,7 @@ def _defer(broker: dramatiq.Broker, message: dramatiq.Message[Any], delivery: Ma
                  slow_destinations.describe(destination),
                  "" if slow else ", which has not answered in this worker process yet")
     metrics.deferred(delivery["event"])
-    broker.enqueue(message, delay=holds.first_hold(message.options, wait, hold_limit,
+    broker.enqueue(message, delay=holds.first_hold(message.options, wait, holds.limit_millis(broker),
                                                    dramatiq.common.current_millis()))
 
 
