@@ -6,19 +6,18 @@ the host name: it is sent as SNI and the certificate is checked against it.
 
 urllib3 bounds each read of a socket by the read timeout, not the sum of them, so a receiver
 that drips its answer a byte at a time could hold a worker thread for hours. The sender sets a
-deadline for the attempt in ``deadline()``, and every read of the answer (status line, headers,
+deadline for the attempt with ``Deadline``, and every read of the answer (status line, headers,
 body) waits at most until then.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import io
 import socket
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import urllib3
@@ -31,13 +30,21 @@ MAX_POOLS = 64
 _attempt = threading.local()
 
 
-@contextlib.contextmanager
-def deadline(at: float, clock: Callable[[], float]) -> Iterator[None]:
-    """Make every read of an answer in this thread give up at ``clock() == at``."""
-    _attempt.deadline = (at, clock)
-    try:
-        yield
-    finally:
+class Deadline:
+    """``with Deadline(at, clock):`` makes every read of an answer in this thread give up at ``clock() == at``.
+
+    A class rather than a generator: one of these wraps every attempt.
+    """
+
+    __slots__ = ("_deadline",)
+
+    def __init__(self, at: float, clock: Callable[[], float]) -> None:
+        self._deadline = (at, clock)
+
+    def __enter__(self) -> None:
+        _attempt.deadline = self._deadline
+
+    def __exit__(self, *exc_info: object) -> None:
         _attempt.deadline = None
 
 
@@ -56,6 +63,9 @@ class _DeadlineReader(io.RawIOBase):
         # connection has closed its end (an answer with "Connection: close").
         self._io = sock.makefile("rb", buffering=0)
         self._read_timeout = sock.gettimeout()
+        # What the socket's timeout is now: most answers are read long before the deadline comes
+        # nearer than the read timeout, and setting the same value again is a system call.
+        self._timeout = self._read_timeout
 
     def readable(self) -> bool:
         return True
@@ -65,7 +75,10 @@ class _DeadlineReader(io.RawIOBase):
         if remaining is not None:
             if remaining <= 0:
                 raise TimeoutError("The attempt's time limit is up.")
-            self._sock.settimeout(remaining if self._read_timeout is None else min(self._read_timeout, remaining))
+            timeout = remaining if self._read_timeout is None else min(self._read_timeout, remaining)
+            if timeout != self._timeout:
+                self._sock.settimeout(timeout)
+                self._timeout = timeout
         return self._io.readinto(buffer)
 
     def close(self) -> None:

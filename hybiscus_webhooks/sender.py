@@ -23,7 +23,7 @@ import urllib3
 from . import __version__, settings
 from .destinations import Address, AddressPolicy, InvalidHost, ascii_host, ip_literal
 from .errors import DestinationRefused, UnsafeHeader
-from .pinned import Pools, deadline
+from .pinned import Deadline, Pools
 
 #: The User-Agent of every attempt.
 USER_AGENT = "hybiscus-webhooks/%s" % __version__
@@ -192,7 +192,7 @@ class Sender:
     def _send(self, target: _Target, addresses: Sequence[Address], body: bytes, headers: Mapping[str, str],
               started: float) -> Outcome:
         """The request to the first of ``addresses`` that takes the connection."""
-        with deadline(started + self.attempt_limit, self.clock):
+        with Deadline(started + self.attempt_limit, self.clock):
             for index, address in enumerate(addresses):
                 pool = self.pools.get(target.scheme, str(address), target.port, target.host)
                 try:

@@ -239,6 +239,20 @@ def drip(status: int, interval: float) -> Handler:
     return handle
 
 
+def drip_then_silence(interval: float, count: int) -> Handler:
+    """Headers at once, ``count`` bytes of the body one per ``interval``, then nothing, the connection open."""
+    def handle(connection: Connection) -> None:
+        connection.read_request()
+        connection.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        for _ in range(count):
+            connection.wait(interval)
+            if not connection.send(b"x"):
+                return
+        connection.wait()  # Until the listener stops.
+
+    return handle
+
+
 def drip_headers(interval: float) -> Handler:
     """A status line, then header bytes one per ``interval``, never the end of the headers."""
     def handle(connection: Connection) -> None:

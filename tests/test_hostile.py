@@ -31,6 +31,7 @@ from .hostile import (
     close_mid_response,
     drip,
     drip_headers,
+    drip_then_silence,
     endless_continue,
     endless_header,
     garbage,
@@ -94,6 +95,16 @@ def test_a_drip_faster_than_the_read_timeout_is_cut_at_the_deadline(handler: Han
     assert 1.2 - 0.05 <= outcome.elapsed < 1.2 + SLACK, outcome
     assert outcome.error == "ReadTimeoutError"
     assert listener.connections[0].sent > 10  # It kept dripping all along.
+
+
+def test_a_read_that_would_wait_past_the_deadline_is_cut_at_it() -> None:
+    # Five bytes within the read timeout, the last at 2.5 s, then silence: the read after it may wait
+    # only the 0.7 s left of the attempt's 3.2 s, not the 3 s of a read timeout (it would end at 5.5 s).
+    with Listener(drip_then_silence(0.5, 5)) as listener:
+        outcome = post(listener, connect_timeout=0.2, read_timeout=3.0)
+    assert 3.2 - 0.05 <= outcome.elapsed < 3.2 + SLACK, outcome
+    assert outcome.error == "ReadTimeoutError"
+    assert listener.connections[0].sent > 5
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
