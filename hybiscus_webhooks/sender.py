@@ -131,11 +131,12 @@ class _Target:
     port: int
     # The path and query: a query may carry a customer's token, and targets are kept per URL.
     request_uri: str = field(repr=False)
+    host_header: str = field(init=False)
 
-    @property
-    def host_header(self) -> str:
+    def __post_init__(self) -> None:
         name = "[%s]" % self.host if ":" in self.host else self.host
-        return name if self.port == _DEFAULT_PORTS[self.scheme] else "%s:%d" % (name, self.port)
+        header = name if self.port == _DEFAULT_PORTS[self.scheme] else "%s:%d" % (name, self.port)
+        object.__setattr__(self, "host_header", header)  # Once per URL: targets are kept.
 
 
 class Sender:
@@ -161,11 +162,11 @@ class Sender:
         self.resolver = resolver
         self.lookups = _Lookups(resolver)
         self.dns_cache_seconds = dns_cache_seconds
-        # (host, port) -> (monotonic time the entry expires, the addresses vetted then). Only vetted
-        # addresses are kept, so a later answer (a rebinding) can change nothing but when one is used.
-        # Ordered by lookup, oldest first; an OrderedDict drops its first key at once, where a plain dict
-        # walks the slots of the keys dropped before.
-        self._resolved: OrderedDict[tuple[str, int], tuple[float, tuple[Address, ...]]] = OrderedDict()
+        # (host, port) -> (monotonic time the entry expires, the addresses vetted then, as text). Only
+        # vetted addresses are kept, so a later answer (a rebinding) can change nothing but when one is
+        # used. Ordered by lookup, oldest first; an OrderedDict drops its first key at once, where a plain
+        # dict walks the slots of the keys dropped before.
+        self._resolved: OrderedDict[tuple[str, int], tuple[float, tuple[str, ...]]] = OrderedDict()
         self._resolved_lock = threading.Lock()
         self.connect_timeout = connect_timeout
         self.clock = clock
@@ -189,12 +190,12 @@ class Sender:
             self._forget(target)  # It may have moved: the next attempt resolves the name again.
         return outcome
 
-    def _send(self, target: _Target, addresses: Sequence[Address], body: bytes, headers: Mapping[str, str],
+    def _send(self, target: _Target, addresses: Sequence[str], body: bytes, headers: Mapping[str, str],
               started: float) -> Outcome:
         """The request to the first of ``addresses`` that takes the connection."""
         with Deadline(started + self.attempt_limit, self.clock):
             for index, address in enumerate(addresses):
-                pool = self.pools.get(target.scheme, str(address), target.port, target.host)
+                pool = self.pools.get(target.scheme, address, target.port, target.host)
                 try:
                     response: urllib3.HTTPResponse = pool.urlopen(  # type: ignore[assignment]
                         "POST", target.request_uri, body=body, headers=headers, redirect=False, retries=False,
@@ -231,8 +232,8 @@ class Sender:
             response.release_conn() if response.isclosed() else _discard(response)
         return Outcome(status=response.status, error=None, elapsed=self.clock() - started, response_head=bytes(head))
 
-    def _vetted(self, target: _Target, now: float) -> Sequence[Address]:
-        """The addresses of the target host, all allowed; raises ``DestinationRefused`` if any is not.
+    def _vetted(self, target: _Target, now: float) -> Sequence[str]:
+        """The addresses of the target host, all allowed, as text; raises ``DestinationRefused`` if any is not.
 
         A host name's addresses are kept for ``dns_cache_seconds`` once vetted: a worker sends to the
         same few hosts over and over, and a lookup cost more than the rest of an attempt's own work
@@ -243,15 +244,15 @@ class Sender:
             reason = self.policy.refusal(literal)
             if reason is not None:
                 raise DestinationRefused("Host %s is a %s address; %s." % (target.host, reason, _REFUSAL_HINT))
-            return [literal]
+            return [str(literal)]
         key = (target.host, target.port)
         cached = self._resolved.get(key)
         if cached is not None and now < cached[0]:
             return cached[1]
-        addresses = self._resolve(target)
+        addresses = tuple(str(address) for address in self._resolve(target))
         if self.dns_cache_seconds > 0:
             with self._resolved_lock:
-                self._resolved[key] = (now + self.dns_cache_seconds, tuple(addresses))
+                self._resolved[key] = (now + self.dns_cache_seconds, addresses)
                 self._resolved.move_to_end(key)  # The first key is the oldest lookup.
                 if len(self._resolved) > MAX_CACHED_HOSTS:
                     self._resolved.popitem(last=False)
@@ -303,6 +304,12 @@ def _target_of(url: str) -> _Target:
 
 
 def _check(headers: Mapping[str, str]) -> None:
+    try:
+        # The values at once: strings are all visible ASCII exactly when their concatenation is.
+        if all(map(_HEADER_NAME.fullmatch, headers)) and _HEADER_VALUE.fullmatch("".join(headers.values())):
+            return
+    except TypeError:  # A name or value that is not a string: found and named below.
+        pass
     for name, value in headers.items():
         if not _HEADER_NAME.fullmatch(name):
             raise UnsafeHeader("A header name is not a valid HTTP token; the webhook is not sent.")

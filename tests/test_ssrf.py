@@ -8,6 +8,7 @@ leaves (and records it), and names are answered by resolver stubs.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -15,11 +16,14 @@ from typing import Any
 
 import pytest
 from dramatiq.brokers.stub import StubBroker
+from hypothesis import given
+from hypothesis import settings as settings_of_hypothesis
+from hypothesis import strategies as st
 
 from hybiscus_webhooks import DestinationRefused, UnsafeHeader, Webhook, settings
 from hybiscus_webhooks.delivery import COMPLETED, send
 from hybiscus_webhooks.destinations import AddressPolicy, parse_networks
-from hybiscus_webhooks.sender import Sender, _Lookups, get_sender
+from hybiscus_webhooks.sender import Sender, _check, _Lookups, get_sender
 
 from .asgi import call
 from .conftest import Enqueued
@@ -374,6 +378,31 @@ def test_a_header_with_cr_lf_or_controls_is_never_sent(
         make_sender(AddressPolicy(allow_private=True)).post(listener.url(), BODY, headers)
     assert "s3cr3t" not in str(refused.value)
     assert guard.connects == [] and listener.accepts == before
+
+
+# Mostly good names and values, with one bad character here and there: in the middle of a name
+# (where joining names would hide a ":"), in any value of several.
+TOKEN = st.text(st.sampled_from("aZ0-_!~"), min_size=1, max_size=3)
+BAD = st.sampled_from(":; \t\r\n\x00\x7f\u00f6(\"")
+HEADER_NAME = TOKEN | st.builds(lambda left, bad, right: left + bad + right, TOKEN, BAD, TOKEN | st.just(""))
+VISIBLE = st.text(st.sampled_from("aZ0 :;~\"("), max_size=4)
+HEADER_VALUE = VISIBLE | st.builds(lambda left, bad, right: left + bad + right, VISIBLE, BAD, VISIBLE) | st.integers()
+
+
+@settings_of_hypothesis(max_examples=500, deadline=None)
+@given(headers=st.dictionaries(HEADER_NAME, HEADER_VALUE, max_size=4))
+def test_headers_are_refused_exactly_when_a_name_is_not_a_token_or_a_value_not_visible_ascii(
+    headers: dict[str, Any]
+) -> None:
+    # The check looks at all the values at once: it must refuse what a check of each one refuses.
+    token = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+    bad = any(not token.fullmatch(name) or not isinstance(value, str) or not re.fullmatch(r"[ -~]*", value)
+              for name, value in headers.items())
+    if bad:
+        with pytest.raises(UnsafeHeader):
+            _check(headers)
+    else:
+        _check(headers)
 
 
 def test_non_ascii_paths_are_percent_encoded_and_the_host_header_keeps_the_name(
