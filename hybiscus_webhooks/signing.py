@@ -32,12 +32,14 @@ class InvalidSignature(HybiscusWebhooksError):
 class SigningSecret:
     """One decoded ``whsec_`` secret. Its repr and str never show the key."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "_keyed")
 
     def __init__(self, key: bytes) -> None:
         if not MIN_SECRET_BYTES <= len(key) <= MAX_SECRET_BYTES:
             raise ValueError("a signing key must be %d to %d bytes" % (MIN_SECRET_BYTES, MAX_SECRET_BYTES))
         self._key = key
+        # Keyed once: each signature copies it, rather than looking up SHA-256 and keying it again.
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     @classmethod
     def parse(cls, text: str) -> SigningSecret:
@@ -55,7 +57,9 @@ class SigningSecret:
         return cls(key)
 
     def sign(self, content: bytes) -> str:
-        return base64.b64encode(hmac.new(self._key, content, hashlib.sha256).digest()).decode("ascii")
+        mac = self._keyed.copy()
+        mac.update(content)
+        return binascii.b2a_base64(mac.digest(), newline=False).decode("ascii")
 
     def __repr__(self) -> str:
         return "<SigningSecret>"
