@@ -216,7 +216,9 @@ class _Writer:
 
     def _reset(self) -> None:
         # Also in a forked child: the parent's thread and lock state do not come along.
-        self._changed = threading.Condition()
+        # A delivery thread takes the lock itself (a Condition's __enter__ and __exit__ are Python calls).
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._waiting: deque[_Write] = deque()
         self._queued = self._done = self._dropped = 0
         # Writes up to this count are awaited by a flush: send them without lingering.
@@ -225,7 +227,7 @@ class _Writer:
         self._thread: threading.Thread | None = None
 
     def put(self, write: _Write) -> None:
-        with self._changed:
+        with self._lock:
             if len(self._waiting) >= MAX_WAITING_WRITES:
                 # Counted now, reported by the writer thread at most every DROPS_REPORTED_EVERY seconds.
                 self._dropped += 1

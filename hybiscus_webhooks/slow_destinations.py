@@ -132,8 +132,11 @@ class SlowDestinations:
         #: RESERVED_THREADS of them free. None (outside a worker): no such bound.
         self.threads = threads
         self.clock = clock
-        # Notified whenever an attempt ends.
-        self._lock = threading.Condition()
+        # Taken directly by ``with``: a Condition's own __enter__ and __exit__ are Python calls, twice
+        # per attempt. The condition over it is notified when an attempt ends and someone waits for that.
+        self._lock = threading.RLock()
+        self._ended = threading.Condition(self._lock)
+        self._waiting = 0
         self._states: dict[Destination, _State] = {}
         # Attempts in flight to all destinations.
         self._in_flight = 0
@@ -151,7 +154,11 @@ class SlowDestinations:
         with self._lock:
             turn = self._enter(destination, waited, may_wait=True)
             if isinstance(turn, _WaitHere):
-                self._lock.wait(turn.seconds)
+                self._waiting += 1
+                try:
+                    self._ended.wait(turn.seconds)
+                finally:
+                    self._waiting -= 1
                 turn = self._enter(destination, waited, may_wait=False)
             assert not isinstance(turn, _WaitHere)
             return turn
@@ -231,7 +238,8 @@ class SlowDestinations:
                                 "process.", describe(destination), elapsed)
             if state.in_flight == 0 and state.marked_until <= now:
                 del self._states[destination]
-            self._lock.notify_all()
+            if self._waiting:
+                self._ended.notify_all()
             return newly
 
     def is_marked(self, destination: Destination) -> bool:

@@ -537,7 +537,7 @@ def test_while_the_attempts_taking_the_other_threads_are_young_a_delivery_waits_
         slow.leave(first, elapsed=0.15, error=None)
         return True
 
-    monkeypatch.setattr(slow._lock, "wait", first_answers)
+    monkeypatch.setattr(slow._ended, "wait", first_answers)
     assert slow.enter(second) is None
     assert waits == [pytest.approx(MIN_DEFER_SECONDS - 0.1)]
     # Once, at most: if none ends meanwhile, the delivery goes round the queue.
@@ -546,17 +546,17 @@ def test_while_the_attempts_taking_the_other_threads_are_young_a_delivery_waits_
         waits.append(timeout)
         return False
 
-    monkeypatch.setattr(slow._lock, "wait", none_ends)
+    monkeypatch.setattr(slow._ended, "wait", none_ends)
     third = ("https", "third.example", 443)
     assert slow.enter(third) == MIN_DEFER_SECONDS
     assert len(waits) == 2
 
 
 class _Recorded(threading.Condition):
-    """The tracker's lock, telling the test when a thread waits on it and whether the wait was woken."""
+    """The tracker's condition, telling the test when a thread waits on it and whether the wait was woken."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, lock: Any) -> None:
+        super().__init__(lock)
         self.waiting = threading.Event()
         self.woken: list[bool] = []
 
@@ -569,7 +569,7 @@ class _Recorded(threading.Condition):
 
 def test_an_attempt_ending_wakes_a_delivery_waiting_for_a_thread() -> None:
     slow = SlowDestinations(Policy(5.0, 1), threads=2)
-    recorded = slow._lock = _Recorded()
+    recorded = slow._ended = _Recorded(slow._lock)
     first, second = ("https", "first.example", 443), ("https", "second.example", 443)
     assert slow.enter(first) is None
     entered: list[float | None] = []
