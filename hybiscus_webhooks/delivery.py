@@ -7,7 +7,6 @@ attempt raises ``dramatiq.Retry`` with the delay of the schedule instead; the ac
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -21,7 +20,7 @@ import dramatiq.broker
 import dramatiq.common
 from dramatiq.middleware import CurrentMessage, Retries
 
-from . import holds, metrics, records, settings, signing, slow_destinations, tracking
+from . import compact, holds, metrics, records, settings, signing, slow_destinations, tracking
 from .errors import BrokerNotConfigured, DeliveryFailed, DestinationRefused, ImproperlyConfigured, SealBroken
 from .schemas import Webhook, redact_url
 from .sealing import open_endpoint, seal
@@ -60,7 +59,7 @@ def delivery_id(task_id: str, event: str, url: str) -> str:
 
 
 def body_of(event: str, task_id: str, report_url: str) -> bytes:
-    return json.dumps({"event": event, "task_id": task_id, "url": report_url}, separators=(",", ":")).encode()
+    return compact.dumps({"event": event, "task_id": task_id, "url": report_url}).encode()
 
 
 def _retry_when(retries: int, exception: BaseException) -> bool:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import dramatiq
 
-from . import brokers, metrics, settings
+from . import brokers, compact, metrics, settings
 from .errors import ImproperlyConfigured
 
 if TYPE_CHECKING:
@@ -375,7 +375,7 @@ def _attempt_json(attempt: Attempt) -> str:
     fields: list[Any] = [attempt.number, round(attempt.at, 3), attempt.status, attempt.error, attempt.latency]
     if attempt.response_head:
         fields.append(attempt.response_head)
-    return json.dumps(fields, separators=(",", ":"))
+    return compact.dumps(fields)
 
 
 class RedisRecords(RecordsBackend):
@@ -424,7 +424,7 @@ class RedisRecords(RecordsBackend):
         ]
         oldest_kept = max(write.at for write in writes) - self.retention
         self._write_script(args=[self.key_prefix, max(1, math.ceil(self.retention)), MAX_ATTEMPTS,
-                                 json.dumps(rows, separators=(",", ":")), _millis(oldest_kept)])
+                                 compact.dumps(rows), _millis(oldest_kept)])
 
     def _failed(self, count: int, exc: BaseException | None) -> None:
         # The class name only: a Redis error's text can hold addresses, never worth the risk.

@@ -24,6 +24,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
+from . import compact
 from .errors import ImproperlyConfigured, SealBroken
 from .schemas import Webhook
 
@@ -96,7 +97,7 @@ def seal(endpoint: Webhook, keys: Sequence[MessageKey]) -> dict[str, Any]:
         return plain
     # Sealed as a pair, not an object: a waiting delivery's message is kept in the broker, and the
     # field names would add about 28 bytes to every token.
-    return {SEALED: keys[0].seal(json.dumps([endpoint.url, endpoint.auth_header], separators=(",", ":")).encode())}
+    return {SEALED: keys[0].seal(compact.dumps([endpoint.url, endpoint.auth_header]).encode())}
 
 
 def open_endpoint(entry: Mapping[str, Any], keys: Sequence[MessageKey]) -> Webhook:
