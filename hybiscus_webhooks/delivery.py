@@ -89,26 +89,27 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
     message = CurrentMessage.get_current_message()
     if message is None:
         raise ImproperlyConfigured("The delivery actor needs the CurrentMessage middleware; use install(broker).")
+    options = message.options  # Read once: on the message a worker hands over, a Python call each time.
     # Most messages were never held in parts: the limit is looked up only for those that were, or fail.
-    if holds.DUE_OPTION in message.options:
-        wait = holds.next_hold(message.options, holds.limit_millis(broker), dramatiq.common.current_millis())
+    if holds.DUE_OPTION in options:
+        wait = holds.next_hold(options, holds.limit_millis(broker), dramatiq.common.current_millis())
         if wait is not None:
             # Back before its due time: not an attempt. Hold it again for what is left.
             logger.debug("Retry of %s of task %s is due in %d ms; holding it again.", delivery["event"],
                          delivery["task_id"], wait)
             broker.enqueue(message, delay=wait)
             return
-    endpoint = _open(message, delivery)
+    endpoint = _open(options, delivery)
     tracker = slow_destinations.current()
     destination = None if tracker is None else slow_destinations.destination_of(endpoint.url)
     if tracker is not None and destination is not None:
-        turn = tracker.enter(destination, waited=_DEFERRALS_OPTION in message.options)
+        turn = tracker.enter(destination, waited=_DEFERRALS_OPTION in options)
         if turn is not None:
             _defer(broker, message, delivery, destination, int(turn * 1000), slow=tracker.is_marked(destination))
             return
     # From here on it is an attempt: a retry it may lead to starts with no deferrals.
-    message.options.pop(_DEFERRALS_OPTION, None)
-    retries = message.options.get("retries", 0)
+    options.pop(_DEFERRALS_OPTION, None)
+    retries = options.get("retries", 0)
     outcome: Outcome | None = None
     try:
         outcome = _attempt(delivery, endpoint, retries=retries)
@@ -119,10 +120,10 @@ def _deliver(broker: dramatiq.Broker, delivery: dict[str, Any]) -> None:
     _conclude(broker, message, delivery, outcome, retries=retries)
 
 
-def _open(message: dramatiq.Message[Any], delivery: Mapping[str, Any]) -> Webhook:
+def _open(options: Mapping[str, Any], delivery: Mapping[str, Any]) -> Webhook:
     """The delivery's URL and auth header, from the message's options."""
     try:
-        return open_endpoint(message.options[_ENDPOINT_OPTION], settings.get().MESSAGE_KEYS)
+        return open_endpoint(options[_ENDPOINT_OPTION], settings.get().MESSAGE_KEYS)
     except SealBroken as exc:
         # Not an attempt, and never a lost webhook: retried, then dead-lettered for `redeliver`
         # once the keys are right again.
