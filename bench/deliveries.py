@@ -33,6 +33,13 @@ def switches(options: Options) -> str:
         "on" if on else "off" for on in (options.signing, options.records, options.sealed))
 
 
+def receiver_host(options: Options) -> str:
+    """How the delivery benchmarks address their receiver on loopback: by the name localhost with
+    ``--by-name`` (which our sender resolves and vets as it would a customer's host name, and the naive
+    actor's urllib3 resolves when it opens a connection), else by the literal 127.0.0.1."""
+    return "localhost" if options.by_name else "127.0.0.1"
+
+
 class Setup:
     """Queues of our own on one broker, the library configured for them, and a way to start workers."""
 

@@ -21,17 +21,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+import dramatiq
+from dramatiq.broker import MessageProxy
+
+from hybiscus_webhooks import settings
 
 from .common import Results, Row
-from .deliveries import switches
+from .deliveries import Setup, receiver_host, switches
+from .naive import naive_post
 from .options import Options
 from .services import ROOT, fast_receiver
 
@@ -45,25 +50,27 @@ def main(results: Results, options: Options) -> None:
         results.note("instructions: valgrind is not installed (Debian: apt-get install valgrind); skipped")
         return
     count = max(options.deliveries // 40, 4)
+    host = receiver_host(options)
     with fast_receiver() as receiver:
-        url = receiver.url.replace("127.0.0.1", "localhost" if options.by_name else "127.0.0.1", 1)
+        url = receiver.url.replace("127.0.0.1", host, 1)
         counted = {variant: count_instructions(variant, count, url, options) for variant in ("naive", "ours")}
     naive, ours = (counted[variant] / count for variant in ("naive", "ours"))
     results.add(Row(NAME, "per delivery (%d counted, 1 thread, StubBroker)" % count, "k instr",
                     naive / 1000, ours / 1000, ours / naive,
-                    note="lower is better; %s; to %s" % (switches(options), url.split("://")[1].split(":")[0])))
+                    note="lower is better; %s; to %s" % (switches(options), host)))
 
 
 def count_instructions(variant: str, count: int, url: str, options: Options) -> int:
     """Instructions of ``count`` deliveries of ``variant`` after as many uncounted ones."""
     with tempfile.TemporaryDirectory(prefix="hw-bench-callgrind-") as tmp:
         log = Path(tmp) / "callgrind.log"
-        shared = {field.name: getattr(options, field.name) for field in dataclasses.fields(Options)}
         subprocess.run(
             ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=sys_call_tracing*",
              "--callgrind-out-file=%s" % (Path(tmp) / "callgrind.out"), "--log-file=%s" % log,
-             sys.executable, "-m", "bench.instructions", "--loop", variant, str(count), url, json.dumps(shared)],
-            cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env=_environment(),
+             sys.executable, "-m", "bench.instructions", "--loop", variant, str(count), url,
+             json.dumps(dataclasses.asdict(options))],
+            # The same string hashes in every run: dict and set probes then take the same paths.
+            cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONHASHSEED": "0"},
         )
         found = _COLLECTED.search(log.read_text())
         if found is None:
@@ -71,23 +78,8 @@ def count_instructions(variant: str, count: int, url: str, options: Options) -> 
         return int(found.group(1))
 
 
-def _environment() -> dict[str, str]:
-    import os
-
-    # The same string hashes in every run: dict and set probes then take the same paths.
-    return {**os.environ, "PYTHONHASHSEED": "0"}
-
-
 def loop(variant: str, count: int, url: str, options: Options) -> None:
     """Handle ``2 * count`` messages of ``variant``; the second ``count`` under ``sys.call_tracing``."""
-    import dramatiq
-    from dramatiq.broker import MessageProxy
-
-    from hybiscus_webhooks import settings
-
-    from .deliveries import Setup
-    from .naive import naive_post
-
     with Setup("stub", options) as setup:
         if variant == "ours":
             setup.send_ours([url + "/ours"], 2 * count)
@@ -100,10 +92,10 @@ def loop(variant: str, count: int, url: str, options: Options) -> None:
         # What a worker thread handles: a proxy, which the middleware mark as failed or not.
         messages = [MessageProxy(dramatiq.Message.decode(pending.get_nowait())) for _ in range(2 * count)]
 
-        def handle(batch: list[MessageProxy], function: Callable[..., Any] = actor) -> None:
+        def handle(batch: list[MessageProxy]) -> None:
             for message in batch:
                 setup.broker.emit_before("process_message", message)
-                result = function(*message.args, **message.kwargs)
+                result = actor(*message.args, **message.kwargs)
                 setup.broker.emit_after("process_message", message, result=result)
 
         handle(messages[:count])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .common import Results, Row, abba, cpu_seconds, median, per_round
-from .deliveries import Setup, drain, rate, switches
+from .deliveries import Setup, drain, rate, receiver_host, switches
 from .options import Options
 from .services import Receiver, fast_receiver
 
@@ -11,7 +11,7 @@ NAME = "throughput"
 
 
 def main(results: Results, options: Options) -> None:
-    results.note("throughput: %s; receiver addressed as %s" % (switches(options), _host(options)))
+    results.note("throughput: %s; receiver addressed as %s" % (switches(options), receiver_host(options)))
     with fast_receiver() as receiver:
         if receiver.kind != "nginx":
             results.note("throughput: the receiver is the Python fallback, not nginx")
@@ -24,7 +24,7 @@ def run(results: Results, options: Options, kind: str, receiver: Receiver) -> No
     rates: dict[str, list[float]] = {"naive": [], "ours": []}
     cpu: dict[str, list[float]] = {"naive": [], "ours": []}
     failed = 0
-    base = receiver.url.replace("127.0.0.1", _host(options), 1)
+    base = receiver.url.replace("127.0.0.1", receiver_host(options), 1)
     with Setup(kind, options) as setup:
         for round_number in range(options.rounds):
             for variant in abba(round_number, "naive", "ours"):
@@ -59,9 +59,3 @@ def run(results: Results, options: Options, kind: str, receiver: Receiver) -> No
     results.add(Row(NAME, "%s, worker CPU per delivery" % kind, "us", median(cpu["naive"]) * 1e6,
                     median(cpu["ours"]) * 1e6, median(b / max(a, 1e-9) for a, b in zip(cpu["naive"], cpu["ours"])),
                     note="lower is better; failed attempts in our runs: %d" % failed))
-
-
-def _host(options: Options) -> str:
-    # By name, our sender resolves the host and vets its addresses as it would a customer's host
-    # name; the naive actor's urllib3 resolves it when it opens a connection.
-    return "localhost" if options.by_name else "127.0.0.1"
