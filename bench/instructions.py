@@ -1,4 +1,5 @@
-"""6. Instructions per delivery, counted by valgrind's callgrind: our actor against the naive POST.
+"""6. Instructions per delivery, counted by valgrind's callgrind: our actor against the naive POST; and
+per submission, the middleware against the bare app.
 
 The throughput benchmark times a worker on a shared machine, where one run of a variant moves by
 10-15% and a change worth 1% cannot be seen. An instruction count moves by well under 1% from run
@@ -13,12 +14,17 @@ Only the second half of the messages is counted, in the calling thread, from one
 the connections, and imports are not counted. The records writer's thread is not counted; its work
 is a few script calls a second, whatever the number of deliveries.
 
-``python -m bench.instructions --loop VARIANT COUNT OPTIONS`` is the process callgrind runs.
+The middleware's row counts in-process ASGI calls of the middleware benchmark's app, the 2 KB
+submission with 3 webhooks that the process has seen before, with and without the middleware, in
+the same way: half the calls warm up, the other half are counted.
+
+``python -m bench.instructions --loop VARIANT COUNT URL OPTIONS`` is the process callgrind runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import json
 import os
@@ -34,6 +40,8 @@ from dramatiq.broker import MessageProxy
 
 from hybiscus_webhooks import settings
 
+from . import apps
+from . import middleware as middleware_bench
 from .common import Results, Row
 from .deliveries import Setup, receiver_host, switches
 from .naive import naive_post
@@ -58,6 +66,15 @@ def main(results: Results, options: Options) -> None:
     results.add(Row(NAME, "per delivery (%d counted, 1 thread, StubBroker)" % count, "k instr",
                     naive / 1000, ours / 1000, ours / naive,
                     note="lower is better; %s; to %s" % (switches(options), host)))
+    calls = max(options.requests // 10, 4)
+    bare, ours = (count_instructions(variant, calls, "-", options) / calls for variant in ("bare", "middleware"))
+    results.add(Row(NAME, "per submission, 2 KB, 3 webhooks (%d counted, in process)" % calls, "k instr", bare / 1000,
+                    ours / 1000, ours / bare, note="lower is better; in-process ASGI calls; bare app against "
+                    "WebhooksMiddleware, its route taking request.state.report"))
+
+
+# The middleware benchmark's first case: 2 KB, 3 webhooks, the same body each call.
+_SUBMISSION = middleware_bench.cases()[0]
 
 
 def count_instructions(variant: str, count: int, url: str, options: Options) -> int:
@@ -80,6 +97,9 @@ def count_instructions(variant: str, count: int, url: str, options: Options) -> 
 
 def loop(variant: str, count: int, url: str, options: Options) -> None:
     """Handle ``2 * count`` messages of ``variant``; the second ``count`` under ``sys.call_tracing``."""
+    if variant in apps.VARIANTS:
+        _submissions(variant, count)
+        return
     with Setup("stub", options) as setup:
         if variant == "ours":
             setup.send_ours([url + "/ours"], 2 * count)
@@ -100,6 +120,22 @@ def loop(variant: str, count: int, url: str, options: Options) -> None:
 
         handle(messages[:count])
         sys.call_tracing(handle, (messages[count:],))
+
+
+def _submissions(variant: str, count: int) -> None:
+    """Call the middleware benchmark's app ``2 * count`` times; the second ``count`` under ``sys.call_tracing``."""
+    app = apps.make_app(variant)
+
+    async def calls(number: int) -> None:
+        for _ in range(number):
+            status = await middleware_bench._call(app, _SUBMISSION)
+            if status != 200:
+                raise RuntimeError("%s answered %d" % (variant, status))
+
+    runner = asyncio.new_event_loop()
+    runner.run_until_complete(calls(count))
+    sys.call_tracing(runner.run_until_complete, (calls(count),))
+    runner.close()
 
 
 if __name__ == "__main__":
