@@ -225,24 +225,30 @@ def parse_report(body: bytes | bytearray | str) -> Any:
 
 
 def _may_repeat_path_keys(text: str, report: Any) -> bool:
-    # A key can be repeated only in an object that has it: count the spellings of those keys alone.
-    expected: dict[str, int] = {}
-    if isinstance(report, dict) and "config" in report:
-        expected['"config"'] = 1
-        config = report["config"]
-        if isinstance(config, dict) and "webhooks" in config:
-            expected['"webhooks"'] = 1
-            webhooks = config["webhooks"]
-            items = [item for item in webhooks if isinstance(item, dict)] if isinstance(webhooks, list) else []
-            for key in ("url", "auth_header"):
-                count = sum(key in item for item in items)
-                if count:
-                    expected['"%s"' % key] = count
-    if not expected:
+    # A key can be repeated only in an object that has it: count the spellings of those keys alone,
+    # from the top down, and stop at the first that may be repeated.
+    if not isinstance(report, dict) or "config" not in report:
         return False
     if "\\" in text and "\\u" in text:  # The first scan is a fast one: most reports hold no backslash.
         return True  # A key may be spelled with escapes, which counting cannot see.
-    return any(text.count(spelling) > count for spelling, count in expected.items())
+    config = report["config"]
+    if text.count('"config"') > 1:
+        return True
+    if not isinstance(config, dict) or "webhooks" not in config:
+        return False
+    webhooks = config["webhooks"]
+    if text.count('"webhooks"') > 1:
+        return True
+    if not isinstance(webhooks, list):
+        return False
+    urls = auth_headers = 0
+    for item in webhooks:
+        if isinstance(item, dict):
+            urls += "url" in item
+            auth_headers += "auth_header" in item
+    if urls and text.count('"url"') > urls:
+        return True
+    return auth_headers > 0 and text.count('"auth_header"') > auth_headers
 
 
 def _duplicates(value: Any, loc: tuple[Any, ...], keys: Any = None) -> list[dict[str, Any]]:
