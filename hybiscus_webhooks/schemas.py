@@ -141,7 +141,6 @@ class WebhookSchema(Schema):
 # loaded rather than by a post_load hook, which cost about 1.3 us per webhook (bench/README.md).
 _SCHEMA = WebhookSchema()
 _LOC = ("body", "config", "webhooks")
-_FIELDS = frozenset(("url", "auth_header"))
 # dict first: an isinstance check against the Mapping ABC costs about 0.3 us, against dict next to nothing.
 _OBJECT = (dict, Mapping)
 
@@ -160,26 +159,25 @@ _FINGERPRINT = hashlib.blake2b(key=os.urandom(32), digest_size=16)
 
 def _fingerprint(item: Any) -> bytes | None:
     """A keyed digest of a webhook object made of plain strings, or None for anything else."""
-    if type(item) is not dict or "url" not in item or not item.keys() <= _FIELDS:
+    if type(item) is not dict or "url" not in item:
+        return None
+    if len(item) != (2 if "auth_header" in item else 1):  # Another key: the schema refuses it.
         return None
     url, auth_header = item["url"], item.get("auth_header")
     if type(url) is not str or not (auth_header is None or type(auth_header) is str):
         return None
-    # Each string length-prefixed, so that no two pairs of strings give the same bytes; "-" marks null.
-    url_bytes = url.encode("utf-8", "surrogatepass")
-    if auth_header is None:
-        data = b"%d:%s-" % (len(url_bytes), url_bytes)
-    else:
-        header_bytes = auth_header.encode("utf-8", "surrogatepass")
-        data = b"%d:%s%d:%s" % (len(url_bytes), url_bytes, len(header_bytes), header_bytes)
+    # Each string prefixed with its length, so that no two pairs of strings give the same text; "-"
+    # marks null. UTF-8 (lone surrogates passed through) then gives each text bytes of its own.
+    text = f"{len(url)}:{url}-" if auth_header is None else f"{len(url)}:{url}{len(auth_header)}:{auth_header}"
     digest = _FINGERPRINT.copy()
-    digest.update(data)
+    digest.update(text.encode("utf-8", "surrogatepass"))
     return digest.digest()
 
 
 def _passed_before(fingerprints: list[bytes | None]) -> bool:
     """Whether the schema has passed each of these objects before: it would load them as they are."""
-    return all(fingerprint is not None and fingerprint in _PASSED for fingerprint in fingerprints)
+    # map over the dict's own method: no Python frame per fingerprint, as a generator would have.
+    return all(map(_PASSED.__contains__, fingerprints))  # None is never a key.
 
 
 def _remember_passed(fingerprints: list[bytes | None]) -> None:
@@ -252,12 +250,11 @@ def _may_repeat_path_keys(text: str, report: Any) -> bool:
 
 
 def _duplicates(value: Any, loc: tuple[Any, ...], keys: Any = None) -> list[dict[str, Any]]:
-    found: frozenset[str] = getattr(value, "duplicates", frozenset())
-    if not found:  # As for nearly every object.
+    if not isinstance(value, _Duplicated):  # As nearly every object is not.
         return []
     return [
         {"loc": list(loc + (_shown(key),)), "msg": _PROBLEMS["duplicate_key"], "type": "duplicate_key"}
-        for key in sorted(found) if keys is None or key in keys
+        for key in sorted(value.duplicates) if keys is None or key in keys
     ]
 
 
@@ -275,7 +272,7 @@ def load_webhooks(
     config = report.get("config") if isinstance(report, _OBJECT) else None
     raw = config.get("webhooks") if isinstance(config, _OBJECT) else None
     # A repeated key on the way makes the webhooks depend on which JSON parser reads the report.
-    problems = _duplicates(report, ("body",), {"config"}) + _duplicates(config, ("body", "config"), {"webhooks"})
+    problems = _duplicates(report, ("body",), ("config",)) + _duplicates(config, ("body", "config"), ("webhooks",))
     if raw is None or raw == []:  # Nothing for the schema to judge.
         if problems:
             raise InvalidWebhooks(problems)
@@ -301,28 +298,30 @@ def load_webhooks(
         else:
             _remember_passed(fingerprints)
     for index, item in enumerate(raw):
-        problems.extend(_duplicates(item, _LOC + (index,)))
+        if isinstance(item, _Duplicated):
+            problems.extend(_duplicates(item, _LOC + (index,)))
     if url_check is not None:
         problems.extend(_url_problems(raw, problems, url_check))
     if problems:
         problems.sort(key=lambda problem: [(isinstance(part, str), part) for part in problem["loc"]])
         raise InvalidWebhooks(problems)
     # An auth_header left out is null: the schema loads it so, and an object passed before may lack it.
-    return tuple(Webhook(url=item["url"], auth_header=item.get("auth_header")) for item in loaded)
+    return tuple([Webhook(item["url"], item.get("auth_header")) for item in loaded])
 
 
 def _url_problems(
     raw: list[Any], problems: list[dict[str, Any]], url_check: Callable[[str], str | None]
 ) -> list[dict[str, Any]]:
     found = []
-    judged = {tuple(problem["loc"]) for problem in problems}
+    # A URL the schema refused is not judged again. As a rule there is none: no set to build then.
+    judged = {tuple(problem["loc"]) for problem in problems} if problems else None
     for index, item in enumerate(raw):
-        loc = _LOC + (index, "url")
         url = item.get("url") if isinstance(item, _OBJECT) else None
-        if isinstance(url, str) and loc not in judged:
-            kind = url_check(url)
-            if kind is not None:
-                found.append({"loc": list(loc), "msg": _PROBLEMS["url_" + kind], "type": "url_" + kind})
+        if not isinstance(url, str) or (judged and _LOC + (index, "url") in judged):
+            continue
+        kind = url_check(url)
+        if kind is not None:
+            found.append({"loc": [*_LOC, index, "url"], "msg": _PROBLEMS["url_" + kind], "type": "url_" + kind})
     return found
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import OrderedDict
 from typing import Any
@@ -135,6 +136,17 @@ def test_two_objects_share_a_fingerprint_only_when_they_hold_the_same_strings(
     assert (fingerprint(first) == fingerprint(second)) == (first == second)
     # A missing auth_header loads as null, and is remembered as null.
     assert schemas._fingerprint({"url": first[0]}) == fingerprint((first[0], None))
+
+
+def test_no_two_short_pairs_of_strings_share_a_fingerprint() -> None:
+    # Every pair over the characters a fingerprint's text is built with: a format that lets a length,
+    # a separator or the null mark be read another way gives two of these the same text.
+    def strings(longest: int) -> list[str]:
+        return ["".join(chars) for size in range(longest + 1) for chars in itertools.product("01:-", repeat=size)]
+
+    pairs = [(url, auth_header) for url in strings(4) for auth_header in [None, *strings(2)]]
+    fingerprints = {schemas._fingerprint({"url": url, "auth_header": auth_header}) for url, auth_header in pairs}
+    assert len(fingerprints) == len(pairs)
 
 
 _URLS = st.sampled_from(["https://a.example/h", "http://b.example:8080/x?y=1", "ftp://a.example/h", "https://",
