@@ -229,14 +229,14 @@ def _may_repeat_path_keys(text: str, report: Any) -> bool:
         return False
     if "\\" in text and "\\u" in text:  # The first scan is a fast one: most reports hold no backslash.
         return True  # A key may be spelled with escapes, which counting cannot see.
-    config = report["config"]
     if text.count('"config"') > 1:
         return True
+    config = report["config"]
     if not isinstance(config, dict) or "webhooks" not in config:
         return False
-    webhooks = config["webhooks"]
     if text.count('"webhooks"') > 1:
         return True
+    webhooks = config["webhooks"]
     if not isinstance(webhooks, list):
         return False
     urls = auth_headers = 0
