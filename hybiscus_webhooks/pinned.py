@@ -21,6 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 import urllib3
+import urllib3.connection
+import urllib3.util
 
 # Enough connections for each worker thread to keep one open to a receiver.
 POOL_MAXSIZE = 16
@@ -102,22 +104,68 @@ class _DeadlineResponse(http.client.HTTPResponse):
         super().__init__(_Socket(sock), *args, **kwargs)  # type: ignore[arg-type]
 
 
-# The pools keep urllib3's connection classes (and whatever a test library put in their place)
-# and only change the class of the answers their connections read.
+# Header names that http.client has accepted, each with its line's start: b"Name: ".
+_HEADER_STARTS: dict[str, bytes] = {}
+_MAX_HEADER_NAMES = 64
+
+
+class _LeanHeaders:
+    """``putheader`` that writes a header http.client has seen before without checking it again.
+
+    http.client runs two regular expressions and urllib3 a generator for every header of every
+    request, about 13,000 instructions a header. The sender has already checked each name it
+    passes (an HTTP token) and each value (visible ASCII; ``sender._check``), and urllib3's own
+    headers are constants and digits. A name is written without a check once http.client has
+    accepted it; a value, when it is one printable string. Anything else takes http.client's way,
+    checks and errors included, and so does urllib3's SKIP_HEADER.
+    """
+
+    def putheader(self, header: str, *values: str) -> None:
+        start = _HEADER_STARTS.get(header)
+        if start is not None and len(values) == 1:
+            value = values[0]
+            if type(value) is str and value.isprintable() and value != urllib3.util.SKIP_HEADER:
+                self._output(start + value.encode("latin-1"))  # type: ignore[attr-defined]
+                return
+        super().putheader(header, *values)  # type: ignore[misc]
+        if start is None and type(header) is str and len(_HEADER_STARTS) < _MAX_HEADER_NAMES:
+            _HEADER_STARTS[header] = header.encode("ascii") + b": "
+
+
+# urllib3 narrows http.client's putheader to strings as well.
+class _LeanHTTPConnection(_LeanHeaders, urllib3.connection.HTTPConnection):  # type: ignore[misc]
+    pass
+
+
+class _LeanHTTPSConnection(_LeanHeaders, urllib3.connection.HTTPSConnection):  # type: ignore[misc]
+    pass
+
+
+# The pools keep whatever connection class a test library put in place of urllib3's (a recorder
+# sees every request). urllib3's own is swapped for the one with lean headers, and the answers
+# of either are read by ``_DeadlineResponse``.
+_LEAN = {
+    urllib3.connection.HTTPConnection: _LeanHTTPConnection,
+    urllib3.connection.HTTPSConnection: _LeanHTTPSConnection,
+}
+
+
+def _adopt(connection: Any) -> Any:
+    lean = _LEAN.get(type(connection))
+    if lean is not None:
+        connection.__class__ = lean  # Same layout: a subclass that only adds a method.
+    connection.response_class = _DeadlineResponse
+    return connection
 
 
 class _HTTPPool(urllib3.HTTPConnectionPool):
     def _new_conn(self) -> Any:
-        connection: Any = super()._new_conn()
-        connection.response_class = _DeadlineResponse
-        return connection
+        return _adopt(super()._new_conn())
 
 
 class _HTTPSPool(urllib3.HTTPSConnectionPool):
     def _new_conn(self) -> Any:
-        connection: Any = super()._new_conn()
-        connection.response_class = _DeadlineResponse
-        return connection
+        return _adopt(super()._new_conn())
 
 
 PoolKey = tuple[str, str, int, str]

@@ -154,3 +154,121 @@ def test_new_settings_close_the_connections_of_the_sender_they_replace(receiver:
     settings.configure(REPORT_URL="https://r.example/{task_id}", ALLOW_PRIVATE_DESTINATIONS=True)
     assert old.pools._pools == {} and pool.pool is None  # Closed: its idle connection with it.
     assert get_sender() is not old
+
+
+class _RawListener:
+    """Takes one request per connection and keeps its bytes, head and body, as they arrived."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
+        self.requests: list[bytes] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:
+                return
+            with connection:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += connection.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                while len(body) < length:
+                    body += connection.recv(65536)
+                self.requests.append(head + b"\r\n\r\n" + body)
+                connection.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+
+    def close(self) -> None:
+        self.socket.shutdown(socket.SHUT_RDWR)  # Wakes the accept(), which close() alone would not.
+        self.socket.close()
+        self.thread.join()
+
+
+@pytest.fixture
+def raw_listener() -> Iterator[_RawListener]:
+    listener = _RawListener()
+    yield listener
+    listener.close()
+
+
+def _request(connection_class: Any, port: int, headers: dict[str, str]) -> None:
+    connection = connection_class("127.0.0.1", port)
+    try:
+        connection.request("POST", "/hook?a=1", body=BODY, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 204
+    finally:
+        connection.close()
+
+
+def test_lean_headers_write_the_bytes_urllib3_writes(raw_listener: _RawListener) -> None:
+    import urllib3.connection
+
+    from hybiscus_webhooks import pinned
+
+    headers = {
+        **HEADERS, "User-Agent": "hybiscus-webhooks/test", "webhook-id": "msg_1", "webhook-timestamp": "1765100000",
+        "webhook-signature": "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=", "X-Latin": "caf\u00e9",
+        "Host": "hooks.example:8080",
+    }
+    for connection_class in (urllib3.connection.HTTPConnection, pinned._LeanHTTPConnection,
+                             pinned._LeanHTTPConnection):
+        _request(connection_class, raw_listener.port, headers)
+    # The second lean request wrote every header by the short way.
+    assert set(headers) | {"Content-Length", "Accept-Encoding"} <= set(pinned._HEADER_STARTS)
+    stock, learning, lean = raw_listener.requests
+    assert b"webhook-signature: v1,K5oZ" in stock and b"X-Latin: caf\xe9\r\n" in stock
+    assert learning == stock and lean == stock
+
+
+def test_lean_headers_refuse_what_http_client_refuses(raw_listener: _RawListener) -> None:
+    import urllib3.util
+
+    from hybiscus_webhooks import pinned
+
+    # Every name below has been written once, so that only the value can send it the long way.
+    _request(pinned._LeanHTTPConnection, raw_listener.port, {**HEADERS, "User-Agent": "x", "X-Folded": "a"})
+    connection = pinned._LeanHTTPConnection("127.0.0.1", raw_listener.port)
+    connection.putrequest("POST", "/hook")
+    for value in ("Bearer a\r\nX-Injected: 1", "a\nb", "a\rb"):
+        with pytest.raises(ValueError, match="Invalid header value"):
+            connection.putheader("Authorization", value)
+    with pytest.raises(ValueError, match="Invalid header name"):
+        connection.putheader("X-Bad:Name", "x")
+    with pytest.raises(UnicodeEncodeError):
+        connection.putheader("X-Folded", "\u20ac")
+    connection.putheader("X-Folded", "a\r\n b")  # http.client allows a folded line; so do we.
+    connection.putheader("X-Folded", 7)
+    connection.putheader("User-Agent", urllib3.util.SKIP_HEADER)  # urllib3's: no header at all.
+    assert connection._buffer == [  # type: ignore[attr-defined]  # The lines written so far.
+        b"POST /hook HTTP/1.1", b"Host: 127.0.0.1:%d" % raw_listener.port, b"Accept-Encoding: identity",
+        b"X-Folded: a\r\n b", b"X-Folded: 7",
+    ]
+    connection.close()
+    assert "X-Bad:Name" not in pinned._HEADER_STARTS
+
+
+def test_pools_keep_a_connection_class_put_in_place_of_urllib3s(monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib3
+    import urllib3.connection
+
+    from hybiscus_webhooks import pinned
+
+    pools = pinned.Pools(timeout=urllib3.Timeout(1.0), ca_bundle=None)
+    http = pools.get("http", "127.0.0.1", 80, "127.0.0.1")._new_conn()  # type: ignore[attr-defined]
+    https = pools.get("https", "127.0.0.1", 443, "r.example")._new_conn()  # type: ignore[attr-defined]
+    assert type(http) is pinned._LeanHTTPConnection and type(https) is pinned._LeanHTTPSConnection
+    assert http.response_class is pinned._DeadlineResponse is https.response_class
+
+    class Recorder(urllib3.connection.HTTPConnection):
+        pass
+
+    monkeypatch.setattr(urllib3.HTTPConnectionPool, "ConnectionCls", Recorder)
+    recorded = pools.get("http", "127.0.0.1", 80, "127.0.0.1")._new_conn()  # type: ignore[attr-defined]
+    assert type(recorded) is Recorder and recorded.response_class is pinned._DeadlineResponse
