@@ -372,10 +372,13 @@ def _full_event(stored: str) -> str:
 def _attempt_json(attempt: Attempt) -> str:
     # An array, not an object, and the start to the millisecond (Dramatiq's clock has no finer), so
     # that a plain attempt stays within the 64 bytes up to which Redis packs a hash's values.
-    fields: list[Any] = [attempt.number, round(attempt.at, 3), attempt.status, attempt.error, attempt.latency]
-    if attempt.response_head:
-        fields.append(attempt.response_head)
-    return compact.dumps(fields)
+    # The numbers are formatted, not encoded: a float's shortest repr and an encoder made per call
+    # cost about 20k instructions an attempt, in every worker's records thread. "%.3f" and "%.6f"
+    # are the values of round(x, 3) and round(x, 6) (the latency is kept to the microsecond).
+    status = "null" if attempt.status is None else "%d" % attempt.status
+    error = "null" if attempt.error is None else compact.dumps(attempt.error)
+    head = "," + compact.dumps(attempt.response_head) if attempt.response_head else ""
+    return "[%d,%.3f,%s,%s,%.6f%s]" % (attempt.number, attempt.at, status, error, attempt.latency, head)
 
 
 class RedisRecords(RecordsBackend):

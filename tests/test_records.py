@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hybiscus_webhooks import ImproperlyConfigured, settings
 from hybiscus_webhooks import records as records_module
@@ -180,6 +183,18 @@ def test_a_waiting_delivery_is_one_small_packed_hash_and_reads_back_exactly(redi
     record = backend.get(failed["id"])
     assert record is not None
     assert (record.event, record.updated_at, record.next_attempt_at) == ("report.failed", at, next_at)
+
+
+@given(
+    number=st.integers(1, MAX_ATTEMPTS), at=st.floats(0, 4e9), status=st.none() | st.integers(100, 599),
+    error=st.none() | st.text(max_size=30), latency=st.floats(0, 120), head=st.text(max_size=30),
+)
+def test_an_attempt_is_stored_as_the_json_of_its_values(
+    number: int, at: float, status: int | None, error: str | None, latency: float, head: str
+) -> None:
+    # Formatted by hand rather than by the JSON encoder: the values must be what encoding them gave.
+    text = records_module._attempt_json(Attempt(number, at, status, error, latency, head))
+    assert json.loads(text) == [number, round(at, 3), status, error, round(latency, 6)] + ([head] if head else [])
 
 
 @pytest.mark.redis
