@@ -117,7 +117,8 @@ class _LeanHeaders:
     passes (an HTTP token) and each value (visible ASCII; ``sender._check``), and urllib3's own
     headers are constants and digits. A name is written without a check once http.client has
     accepted it; a value, when it is one printable string. Anything else takes http.client's way,
-    checks and errors included, and so does urllib3's SKIP_HEADER.
+    checks and errors included, and so does urllib3's SKIP_HEADER. (Nor does the short way check
+    that a request has been started: urllib3 starts one before its headers.)
     """
 
     def putheader(self, header: str, *values: str) -> None:
