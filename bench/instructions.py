@@ -11,8 +11,9 @@ messages are made by the post-render hook (ours) or by a bare send (naive), then
 as a worker thread would, with the broker's middleware before and after the actor's function.
 Only the second half of the messages is counted, in the calling thread, from one call of
 ``sys.call_tracing`` (the toggle that callgrind collects under): the first half warms the caches and
-the connections, and imports are not counted. The records writer's thread is not counted; its work
-is a few script calls a second, whatever the number of deliveries.
+the connections, and imports are not counted. The records writer's thread is not counted: a few
+script calls a second, but about 34k instructions for each write it packs (counted apart, with
+``RedisRecords._send`` in a loop: bench/README.md).
 
 The middleware's row counts in-process ASGI calls of the middleware benchmark's app, the 2 KB
 submission with 3 webhooks that the process has seen before, with and without the middleware, in
