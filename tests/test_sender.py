@@ -12,6 +12,8 @@ from hybiscus_webhooks.destinations import AddressPolicy
 from hybiscus_webhooks.sender import Sender
 from hybiscus_webhooks.testing import Receiver
 
+from .hostile import Listener, answer
+
 SECRET = "tok_c0ffee15600d"
 CASSETTES = Path(__file__).parent / "cassettes" / "test_sender"
 HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer " + SECRET}
@@ -156,44 +158,11 @@ def test_new_settings_close_the_connections_of_the_sender_they_replace(receiver:
     assert get_sender() is not old
 
 
-class _RawListener:
-    """Takes one request per connection and keeps its bytes, head and body, as they arrived."""
-
-    def __init__(self) -> None:
-        self.socket = socket.create_server(("127.0.0.1", 0))
-        self.port = self.socket.getsockname()[1]
-        self.requests: list[bytes] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self.socket.accept()
-            except OSError:
-                return
-            with connection:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += connection.recv(65536)
-                head, _, body = data.partition(b"\r\n\r\n")
-                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-                while len(body) < length:
-                    body += connection.recv(65536)
-                self.requests.append(head + b"\r\n\r\n" + body)
-                connection.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-
-    def close(self) -> None:
-        self.socket.shutdown(socket.SHUT_RDWR)  # Wakes the accept(), which close() alone would not.
-        self.socket.close()
-        self.thread.join()
-
-
 @pytest.fixture
-def raw_listener() -> Iterator[_RawListener]:
-    listener = _RawListener()
-    yield listener
-    listener.close()
+def raw_listener() -> Iterator[Listener]:
+    """Answers 204 on loopback; each connection keeps the bytes of its request as they arrived."""
+    with Listener(answer(204)) as listener:
+        yield listener
 
 
 def _request(connection_class: Any, port: int, headers: dict[str, str]) -> None:
@@ -207,7 +176,7 @@ def _request(connection_class: Any, port: int, headers: dict[str, str]) -> None:
         connection.close()
 
 
-def test_lean_headers_write_the_bytes_urllib3_writes(raw_listener: _RawListener) -> None:
+def test_lean_headers_write_the_bytes_urllib3_writes(raw_listener: Listener) -> None:
     import urllib3.connection
 
     from hybiscus_webhooks import pinned
@@ -222,12 +191,13 @@ def test_lean_headers_write_the_bytes_urllib3_writes(raw_listener: _RawListener)
         _request(connection_class, raw_listener.port, headers)
     # The second lean request wrote every header by the short way.
     assert set(headers) | {"Content-Length", "Accept-Encoding"} <= set(pinned._HEADER_STARTS)
-    stock, learning, lean = raw_listener.requests
+    raw_listener.wait_for_requests(3)
+    stock, learning, lean = [connection.request for connection in raw_listener.connections]
     assert b"webhook-signature: v1,K5oZ" in stock and b"X-Latin: caf\xe9\r\n" in stock
     assert learning == stock and lean == stock
 
 
-def test_lean_headers_refuse_what_http_client_refuses(raw_listener: _RawListener) -> None:
+def test_lean_headers_refuse_what_http_client_refuses(raw_listener: Listener) -> None:
     import urllib3.util
 
     from hybiscus_webhooks import pinned
