@@ -72,8 +72,10 @@ class Setup:
         self.naive = dramatiq.actor(actor_name="bench_naive_post", queue_name=self.naive_queue, max_retries=0,
                                     broker=self.broker)(_never_called)
 
-    def worker(self, queues: list[str], *, env: dict[str, str] | None = None, verbose: bool = False) -> Worker:
-        return Worker(self.config, queues=queues, threads=self.options.threads, env=env, verbose=verbose)
+    def worker(self, queues: list[str], *, env: dict[str, str] | None = None, verbose: bool = False,
+               prefix: list[str] | None = None) -> Worker:
+        return Worker(self.config, queues=queues, threads=self.options.threads, env=env, verbose=verbose,
+                      prefix=prefix)
 
     def send_ours(self, urls: list[str], count: int) -> float:
         """Enqueue ``count`` deliveries through the post-render hook, one webhook per report; seconds taken."""

@@ -13,7 +13,11 @@ Only the second half of the messages is counted, in the calling thread, from one
 ``sys.call_tracing`` (the toggle that callgrind collects under): the first half warms the caches and
 the connections, and imports are not counted. The records writer's thread is not counted: a few
 script calls a second, but about 34k instructions for each write it packs (counted apart, with
-``RedisRecords._send`` in a loop: bench/README.md).
+``RedisRecords._send`` in a loop: bench/README.md). Nor are the broker's consumer, the acks and
+the other threads: the worker's rows count those.
+
+A row per broker counts the worker process as a whole, every thread from its start to its exit (see
+``worker_row``): the ``dramatiq`` command under callgrind, two runs of each variant, records off.
 
 The middleware's row counts in-process ASGI calls of the middleware benchmark's app, the 2 KB
 submission with 3 webhooks that the process has seen before, with and without the middleware, in
@@ -44,10 +48,10 @@ from hybiscus_webhooks import settings
 from . import apps
 from . import middleware as middleware_bench
 from .common import Results, Row
-from .deliveries import Setup, receiver_host, switches
+from .deliveries import Setup, drain, receiver_host, switches
 from .naive import naive_post
 from .options import Options
-from .services import ROOT, fast_receiver
+from .services import ROOT, Receiver, fast_receiver
 
 NAME = "instructions"
 # What callgrind prints at the end: "Collected : 123456".
@@ -72,6 +76,70 @@ def main(results: Results, options: Options) -> None:
     results.add(Row(NAME, "per submission, 2 KB, 3 webhooks (%d counted, in process)" % calls, "k instr", bare / 1000,
                     ours / 1000, ours / bare, note="lower is better; in-process ASGI calls; bare app against "
                     "WebhooksMiddleware, its route taking request.state.report"))
+    # The whole worker takes minutes under callgrind: with --quick, on one broker only.
+    for kind in options.brokers[:1] if options.quick else options.brokers:
+        worker_row(results, options, kind)
+
+
+def worker_row(results: Results, options: Options, kind: str) -> None:
+    """Every thread of the worker process, per delivery: what the row of one thread leaves out.
+
+    The ``dramatiq`` command runs under callgrind twice for each variant, for ``small`` and for
+    ``small + count`` deliveries; the difference of the two counts, over ``count``, is what one more
+    delivery costs the worker process: the broker's consumer and acks, the middleware, the delivery,
+    whatever other threads do. Start-up and shutdown are the same in both runs, and cancel out.
+    Records are off here: their writer thread batches what arrives within 50 ms, and under callgrind
+    (some 50 times slower) its batches would be a few writes where a worker at speed sends dozens.
+    """
+    count = max(options.deliveries // 20, 10)
+    small = max(count // 4, 2)
+    counted = dataclasses.replace(options, records=False)
+    host = receiver_host(options)
+    per_delivery = {}
+    with fast_receiver() as receiver:
+        base = receiver.url.replace("127.0.0.1", host, 1)
+        for variant in ("naive", "ours"):
+            more, fewer = (count_worker(kind, variant, number, base, counted, receiver)
+                           for number in (small + count, small))
+            per_delivery[variant] = (more - fewer) / count
+    naive, ours = per_delivery["naive"], per_delivery["ours"]
+    results.add(Row(NAME, "worker process, every thread, per delivery (%s, %d counted)" % (kind, count), "k instr",
+                    naive / 1000, ours / 1000, ours / naive,
+                    note="lower is better; the dramatiq worker under callgrind, %d deliveries less %d; %s; to %s"
+                    % (small + count, small, switches(counted), host)))
+
+
+def count_worker(kind: str, variant: str, count: int, url: str, options: Options, receiver: Receiver) -> int:
+    """Instructions of a worker process that delivers ``count`` messages of ``variant``, from its start to its exit."""
+    with tempfile.TemporaryDirectory(prefix="hw-bench-callgrind-") as tmp, Setup(kind, options) as setup:
+        receiver.reset()
+        if variant == "ours":
+            setup.send_ours([url + "/ours"], count)
+            queue = setup.queue
+        else:
+            setup.send_naive([url + "/naive"], count)
+            queue = setup.naive_queue
+        # The dramatiq command forks its worker process, which callgrind follows: a file for each, by pid.
+        prefix = ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % Path(tmp, "callgrind.out.%p"),
+                  "--log-file=%s" % Path(tmp, "callgrind.log.%p")]
+        with setup.worker([queue], env={"PYTHONHASHSEED": "0"}, prefix=prefix) as worker:
+            hits = drain(worker, receiver, count, timeout=120 + count)
+            if len(hits) < count:
+                raise RuntimeError("%s on %s under callgrind: %d of %d deliveries arrived" % (variant, kind, len(hits),
+                                                                                          count))
+            # callgrind writes its count as a process exits: let the worker shut down, however slowly.
+            worker.stop(timeout=600)
+            parent = worker.process.pid
+        found = {}
+        for log in Path(tmp).glob("callgrind.log.*"):
+            collected = _COLLECTED.search(log.read_text())
+            if collected is None:
+                raise RuntimeError("callgrind printed no count:\n" + log.read_text()[-2000:])
+            found[int(log.name.rsplit(".", 1)[1])] = int(collected.group(1))
+        workers = [instructions for pid, instructions in found.items() if pid != parent]
+        if len(workers) != 1:
+            raise RuntimeError("expected one worker process under callgrind, found %d" % len(workers))
+        return workers[0]
 
 
 # The prefix of the middleware's variants: the delivery's are "ours" and "naive", and so is one of the apps.

@@ -203,15 +203,16 @@ class Worker:
     """``dramatiq bench.workerapp --processes 1 --threads N --queues ...``, configured by ``BENCH_WORKER``."""
 
     def __init__(self, config: dict[str, Any], *, queues: list[str], threads: int = 8,
-                 env: dict[str, str] | None = None, verbose: bool = False) -> None:
+                 env: dict[str, str] | None = None, verbose: bool = False, prefix: list[str] | None = None) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="hw-bench-worker-"))
         self.log = self.tmp / "worker.log"
         environment = {**os.environ, **(env or {}), "BENCH_WORKER": json.dumps(config),
                        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "dramatiq", "bench.workerapp", "--processes", "1", "--threads", str(threads),
-                 "--queues", *queues, *(["--verbose"] if verbose else [])],
+                # A prefix runs the command under another program (valgrind for the instructions benchmark).
+                [*(prefix or []), sys.executable, "-m", "dramatiq", "bench.workerapp", "--processes", "1",
+                 "--threads", str(threads), "--queues", *queues, *(["--verbose"] if verbose else [])],
                 cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
 
@@ -230,8 +231,9 @@ class Worker:
     def tail(self, lines: int = 20) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
-    def stop(self) -> None:
-        _stop(self.process, signal.SIGTERM, timeout=30)
+    def stop(self, timeout: float = 30) -> None:
+        """Stop the worker politely, and for good if it has not exited within ``timeout`` seconds."""
+        _stop(self.process, signal.SIGTERM, timeout=timeout)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> Worker:
