@@ -17,7 +17,7 @@ script calls a second, but about 34k instructions for each write it packs (count
 the other threads: the worker's rows count those.
 
 A row per broker counts the worker process as a whole, every thread from its start to its exit (see
-``worker_row``): the ``dramatiq`` command under callgrind, two runs of each variant, records off.
+``worker_row``): the ``dramatiq`` command under callgrind, two runs of each variant.
 
 The middleware's row counts in-process ASGI calls of the middleware benchmark's app, the 2 KB
 submission with 3 webhooks that the process has seen before, with and without the middleware, in
@@ -43,7 +43,7 @@ from pathlib import Path
 import dramatiq
 from dramatiq.broker import MessageProxy
 
-from hybiscus_webhooks import settings
+from hybiscus_webhooks import records, settings
 
 from . import apps
 from . import middleware as middleware_bench
@@ -88,25 +88,24 @@ def worker_row(results: Results, options: Options, kind: str) -> None:
     ``small + count`` deliveries; the difference of the two counts, over ``count``, is what one more
     delivery costs the worker process: the broker's consumer and acks, the middleware, the delivery,
     whatever other threads do. Start-up and shutdown are the same in both runs, and cancel out.
-    Records are off here: their writer thread batches what arrives within 50 ms, and under callgrind
-    (some 50 times slower) its batches would be a few writes where a worker at speed sends dozens.
+    The records writer sends what arrives within ``LINGER_SECONDS`` (50 ms): under callgrind, some
+    50 times slower, it waits 50 times longer, so that its batches hold about as many writes as at speed.
     """
     count = max(options.deliveries // 20, 10)
     small = max(count // 4, 2)
-    counted = dataclasses.replace(options, records=False)
     host = receiver_host(options)
     per_delivery = {}
     with fast_receiver() as receiver:
         base = receiver.url.replace("127.0.0.1", host, 1)
         for variant in ("naive", "ours"):
-            more, fewer = (count_worker(kind, variant, number, base, counted, receiver)
+            more, fewer = (count_worker(kind, variant, number, base, options, receiver)
                            for number in (small + count, small))
             per_delivery[variant] = (more - fewer) / count
     naive, ours = per_delivery["naive"], per_delivery["ours"]
     results.add(Row(NAME, "worker process, every thread, per delivery (%s, %d counted)" % (kind, count), "k instr",
                     naive / 1000, ours / 1000, ours / naive,
                     note="lower is better; the dramatiq worker under callgrind, %d deliveries less %d; %s; to %s"
-                    % (small + count, small, switches(counted), host)))
+                    % (small + count, small, switches(options), host)))
 
 
 def count_worker(kind: str, variant: str, count: int, url: str, options: Options, receiver: Receiver) -> int:
@@ -119,6 +118,7 @@ def count_worker(kind: str, variant: str, count: int, url: str, options: Options
         else:
             setup.send_naive([url + "/naive"], count)
             queue = setup.naive_queue
+        setup.config["records_linger"] = records.LINGER_SECONDS * _CALLGRIND_SLOWDOWN
         # The dramatiq command forks its worker process, which callgrind follows: a file for each, by pid.
         prefix = ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % Path(tmp, "callgrind.out.%p"),
                   "--log-file=%s" % Path(tmp, "callgrind.log.%p")]
@@ -142,6 +142,8 @@ def count_worker(kind: str, variant: str, count: int, url: str, options: Options
         return workers[0]
 
 
+# About how many times slower a worker runs under callgrind than at speed.
+_CALLGRIND_SLOWDOWN = 50
 # The prefix of the middleware's variants: the delivery's are "ours" and "naive", and so is one of the apps.
 _APP = "app:"
 
