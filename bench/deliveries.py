@@ -77,6 +77,14 @@ class Setup:
         return Worker(self.config, queues=queues, threads=self.options.threads, env=env, verbose=verbose,
                       prefix=prefix)
 
+    def send(self, variant: str, url: str, count: int) -> str:
+        """Enqueue ``count`` deliveries of ``variant`` ("ours" or "naive") to ``url``; return their queue."""
+        if variant == "ours":
+            self.send_ours([url], count)
+            return self.queue
+        self.send_naive([url], count)
+        return self.naive_queue
+
     def send_ours(self, urls: list[str], count: int) -> float:
         """Enqueue ``count`` deliveries through the post-render hook, one webhook per report; seconds taken."""
         started = time.perf_counter()

@@ -112,12 +112,7 @@ def count_worker(kind: str, variant: str, count: int, url: str, options: Options
     """Instructions of a worker process that delivers ``count`` messages of ``variant``, from its start to its exit."""
     with tempfile.TemporaryDirectory(prefix="hw-bench-callgrind-") as tmp, Setup(kind, options) as setup:
         receiver.reset()
-        if variant == "ours":
-            setup.send_ours([url + "/ours"], count)
-            queue = setup.queue
-        else:
-            setup.send_naive([url + "/naive"], count)
-            queue = setup.naive_queue
+        queue = setup.send(variant, "%s/%s" % (url, variant), count)
         setup.config["records_linger"] = records.LINGER_SECONDS * _CALLGRIND_SLOWDOWN
         # The dramatiq command forks its worker process, which callgrind follows: a file for each, by pid.
         prefix = ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % Path(tmp, "callgrind.out.%p"),

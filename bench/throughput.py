@@ -29,12 +29,7 @@ def run(results: Results, options: Options, kind: str, receiver: Receiver) -> No
         for round_number in range(options.rounds):
             for variant in abba(round_number, "naive", "ours"):
                 receiver.reset()
-                if variant == "naive":
-                    setup.send_naive([base + "/naive"], count)
-                    queue = setup.naive_queue
-                else:
-                    setup.send_ours([base + "/ours"], count)
-                    queue = setup.queue
+                queue = setup.send(variant, "%s/%s" % (base, variant), count)
                 with setup.worker([queue]) as worker:
                     pid = worker.worker_pid()
                     # The worker's CPU time from 5% to 95% of the deliveries: what one delivery costs the
