@@ -95,11 +95,11 @@ def worker_row(results: Results, options: Options, kind: str) -> None:
     small = max(count // 4, 2)
     host = receiver_host(options)
     per_delivery = {}
-    with fast_receiver() as receiver:
+    with fast_receiver() as receiver, Setup(kind, options) as setup:
+        setup.config["records_linger"] = records.LINGER_SECONDS * _CALLGRIND_SLOWDOWN  # Read by bench.workerapp.
         base = receiver.url.replace("127.0.0.1", host, 1)
         for variant in ("naive", "ours"):
-            more, fewer = (count_worker(kind, variant, number, base, options, receiver)
-                           for number in (small + count, small))
+            more, fewer = (count_worker(setup, variant, number, base, receiver) for number in (small + count, small))
             per_delivery[variant] = (more - fewer) / count
     naive, ours = per_delivery["naive"], per_delivery["ours"]
     results.add(Row(NAME, "worker process, every thread, per delivery (%s, %d counted)" % (kind, count), "k instr",
@@ -108,29 +108,23 @@ def worker_row(results: Results, options: Options, kind: str) -> None:
                     % (small + count, small, switches(options), host)))
 
 
-def count_worker(kind: str, variant: str, count: int, url: str, options: Options, receiver: Receiver) -> int:
+def count_worker(setup: Setup, variant: str, count: int, url: str, receiver: Receiver) -> int:
     """Instructions of a worker process that delivers ``count`` messages of ``variant``, from its start to its exit."""
-    with tempfile.TemporaryDirectory(prefix="hw-bench-callgrind-") as tmp, Setup(kind, options) as setup:
+    with tempfile.TemporaryDirectory(prefix="hw-bench-callgrind-") as tmp:
         receiver.reset()
         queue = setup.send(variant, "%s/%s" % (url, variant), count)
-        setup.config["records_linger"] = records.LINGER_SECONDS * _CALLGRIND_SLOWDOWN
         # The dramatiq command forks its worker process, which callgrind follows: a file for each, by pid.
         prefix = ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % Path(tmp, "callgrind.out.%p"),
                   "--log-file=%s" % Path(tmp, "callgrind.log.%p")]
         with setup.worker([queue], env={"PYTHONHASHSEED": "0"}, prefix=prefix) as worker:
             hits = drain(worker, receiver, count, timeout=120 + count)
             if len(hits) < count:
-                raise RuntimeError("%s on %s under callgrind: %d of %d deliveries arrived" % (variant, kind, len(hits),
-                                                                                          count))
+                raise RuntimeError("%s on %s under callgrind: %d of %d deliveries arrived"
+                                   % (variant, setup.config["broker"], len(hits), count))
             # callgrind writes its count as a process exits: let the worker shut down, however slowly.
             worker.stop(timeout=600)
             parent = worker.process.pid
-        found = {}
-        for log in Path(tmp).glob("callgrind.log.*"):
-            collected = _COLLECTED.search(log.read_text())
-            if collected is None:
-                raise RuntimeError("callgrind printed no count:\n" + log.read_text()[-2000:])
-            found[int(log.name.rsplit(".", 1)[1])] = int(collected.group(1))
+        found = {int(log.name.rsplit(".", 1)[1]): _collected(log) for log in Path(tmp).glob("callgrind.log.*")}
         workers = [instructions for pid, instructions in found.items() if pid != parent]
         if len(workers) != 1:
             raise RuntimeError("expected one worker process under callgrind, found %d" % len(workers))
@@ -155,10 +149,15 @@ def count_instructions(variant: str, count: int, url: str, options: Options) -> 
             # The same string hashes in every run: dict and set probes then take the same paths.
             cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONHASHSEED": "0"},
         )
-        found = _COLLECTED.search(log.read_text())
-        if found is None:
-            raise RuntimeError("callgrind printed no count:\n" + log.read_text()[-2000:])
-        return int(found.group(1))
+        return _collected(log)
+
+
+def _collected(log: Path) -> int:
+    """The count in callgrind's log."""
+    found = _COLLECTED.search(log.read_text())
+    if found is None:
+        raise RuntimeError("callgrind printed no count:\n" + log.read_text()[-2000:])
+    return int(found.group(1))
 
 
 def loop(variant: str, count: int, url: str, options: Options) -> None:
