@@ -95,6 +95,7 @@ def redis_for(options: Options) -> Iterator[None]:
     with PrivateRedis() as redis:
         options.redis_url = redis.url
         options.redis_private = True
+        options.redis_pid = redis.process.pid
         yield
 
 

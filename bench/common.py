@@ -166,6 +166,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def pids_named(name: str) -> list[int]:
+    """Every process whose command name (``/proc/PID/comm``) is ``name``, e.g. RabbitMQ's ``beam.smp``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/comm" % entry) as comm:
+                    if comm.read().strip() == name:
+                        found.append(int(entry))
+            except OSError:  # It ended meanwhile.
+                continue
+    return found
+
+
+def tree_cpu_seconds(pids: Iterable[int]) -> float:
+    """User and system CPU time so far of these processes and their children (nginx's workers, say)."""
+    total = 0.0
+    for pid in pids:
+        for each in [pid, *children(pid)]:
+            try:
+                total += cpu_seconds(each)
+            except OSError:  # It ended meanwhile.
+                continue
+    return total
+
+
 def children(pid: int) -> list[int]:
     try:
         with open("/proc/%d/task/%d/children" % (pid, pid)) as found:

@@ -28,6 +28,8 @@ class Options:
     brokers: list[str] = field(default_factory=lambda: ["redis", "rabbitmq"])
     redis_url: str | None = None
     redis_private: bool = False
+    #: The private redis-server's pid, whose CPU time the throughput benchmark reads.
+    redis_pid: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     signing: bool = False
     records: bool = False

@@ -54,6 +54,7 @@ class Receiver:
 
     ports: list[int]
     log: Path
+    process: subprocess.Popen[Any]
 
     @property
     def url(self) -> str:
