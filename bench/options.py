@@ -8,7 +8,8 @@ from typing import Any
 
 @dataclass
 class Options:
-    rounds: int = 3
+    #: Even, so that ABBA runs each variant first as often as second.
+    rounds: int = 4
     requests: int = 2000
     duration: float = 5.0
     deliveries: int = 20_000
