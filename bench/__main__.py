@@ -9,6 +9,7 @@ import argparse
 import ast
 import contextlib
 import importlib
+import os
 import shutil
 import signal
 import sys
@@ -50,6 +51,9 @@ def parse(argv: list[str]) -> tuple[list[str], Options]:
     parser.add_argument("--by-name", action="store_true",
                         help="throughput: send to http://localhost:PORT, a host name that each actor resolves as it "
                         "would a customer's, rather than to http://127.0.0.1:PORT")
+    parser.add_argument("--pin-worker", type=int, metavar="CPU",
+                        help="run each benchmark worker on this CPU alone (taskset -c), its 8 threads never moving "
+                        "between CPUs; the broker, Redis and nginx are left to the others")
     args = parser.parse_args(argv)
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:
@@ -76,6 +80,13 @@ def parse(argv: list[str]) -> tuple[list[str], Options]:
     options.records = args.records or args.production
     options.sealed = args.sealed or args.production
     options.by_name = args.by_name
+    if args.pin_worker is not None:
+        if args.pin_worker not in os.sched_getaffinity(0):
+            parser.error("--pin-worker %d: this process may run on CPUs %s only"
+                         % (args.pin_worker, sorted(os.sched_getaffinity(0))))
+        if not shutil.which("taskset"):
+            parser.error("--pin-worker needs taskset (Debian: util-linux)")
+    options.pin_worker = args.pin_worker
     return list(args.names or BENCHMARKS), options
 
 

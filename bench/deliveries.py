@@ -74,6 +74,9 @@ class Setup:
 
     def worker(self, queues: list[str], *, env: dict[str, str] | None = None, verbose: bool = False,
                prefix: list[str] | None = None) -> Worker:
+        if self.options.pin_worker is not None:
+            # The whole command, and so the worker process it forks, on one CPU.
+            prefix = ["taskset", "-c", str(self.options.pin_worker), *(prefix or [])]
         return Worker(self.config, queues=queues, threads=self.options.threads, env=env, verbose=verbose,
                       prefix=prefix)
 

@@ -37,6 +37,8 @@ class Options:
     sealed: bool = False
     #: Address the throughput receiver by the name localhost rather than the literal 127.0.0.1.
     by_name: bool = False
+    #: Run every benchmark worker on this CPU alone (``taskset -c``); None lets its threads move between CPUs.
+    pin_worker: int | None = None
     quick: bool = False
 
     @classmethod
@@ -49,8 +51,9 @@ class Options:
                    enqueue_calls=20, quick=True)
 
     def describe(self) -> str:
+        pinned = "" if self.pin_worker is None else ", pinned to CPU %d" % self.pin_worker
         return ("rounds %d; middleware %d calls in process, %.0f s of wrk; throughput %d; backlog %d; hol %d; "
-                "enqueue %d; worker threads %d; brokers %s%s"
+                "enqueue %d; worker threads %d%s; brokers %s%s"
                 % (self.rounds, self.requests, self.duration, self.deliveries, self.backlog, self.hol_deliveries,
-                   self.enqueue_calls, self.threads, ",".join(self.brokers), " (QUICK: figures mean nothing)"
+                   self.enqueue_calls, self.threads, pinned, ",".join(self.brokers), " (QUICK: figures mean nothing)"
                    if self.quick else ""))

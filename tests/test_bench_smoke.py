@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 from typing import Any
 
@@ -101,3 +102,25 @@ def test_the_fresh_middleware_case_sends_webhooks_the_process_has_forgotten() ->
     url_verdicts = WebhooksMiddleware(app).url_check.cache_info().maxsize
     assert url_verdicts is not None and len(urls) > url_verdicts and len(urls) > schemas.MAX_REMEMBERED_WEBHOOKS
     assert len({len(body) for body in bodies}) == 1  # The same size as the 2 KB case, every time.
+
+
+def test_a_pinned_worker_runs_on_its_cpu_alone() -> None:
+    require_service("Redis", 6379)
+    if not shutil.which("taskset"):
+        pytest.skip("taskset is not installed")
+    from bench.deliveries import Setup
+
+    cpu = max(os.sched_getaffinity(0))
+    _, options = parse(["throughput", "--quick", "--threads", "2", "--brokers", "redis",
+                       "--redis-url", "redis://127.0.0.1:6379/0", "--pin-worker", str(cpu)])
+    assert options.pin_worker == cpu and "pinned to CPU %d" % cpu in options.describe()
+    with Setup("redis", options) as setup, setup.worker([setup.queue]) as worker:
+        # The forked worker process, and every thread it starts, may run on that CPU only.
+        pid = worker.worker_pid()
+        assert os.sched_getaffinity(pid) == {cpu}
+
+
+def test_pinning_to_a_cpu_this_process_may_not_use_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse(["throughput", "--pin-worker", str(max(os.sched_getaffinity(0)) + 1000)])
+    assert "--pin-worker" in capsys.readouterr().err
