@@ -21,6 +21,7 @@ EXECUTED = {
     ("docs/brokers.rst", "brokers-check-node"): "tests/test_docs_broker_settings.py",
     ("docs/operations.rst", "operations-redis-conf"): "tests/test_docs_broker_settings.py",
     ("docs/operations.rst", "operations-separate-workers"): "tests/test_docs_operations.py",
+    ("docs/operations.rst", "operations-pinned-workers"): "tests/test_docs_operations.py",
     ("docs/operations.rst", "operations-cli"): "tests/test_docs_operations.py",
     ("docs/customers.rst", "customers-submission"): "tests/test_docs_customers.py",
     ("docs/customers.rst", "invalid-webhooks-answer"): "tests/test_docs_customers.py",

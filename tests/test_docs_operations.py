@@ -128,3 +128,27 @@ def test_the_separate_workers_and_every_command_line(
     assert "HTTP 204" in send_test.stdout
     assert request.path == "/hooks/reports" and request.headers["authorization"] == "Bearer s3cret"
     assert "s3cret" not in "".join(result.stdout + result.stderr for result in results)
+
+
+@pytest.mark.redis
+def test_the_pinned_workers_run_each_on_its_cpu(
+    project: Project, start_process: Callable[..., Process]  # noqa: F811 (the fixture imported above)
+) -> None:
+    workers = commands(named_block("operations.rst", "operations-pinned-workers").code)
+    assert [argv[:3] for argv in workers] == [["taskset", "-c", "0"], ["taskset", "-c", "1"]]
+    if not {0, 1} <= os.sched_getaffinity(0):
+        pytest.skip("the page's lines need CPUs 0 and 1")
+    env = {**environment(project), settings.ENVIRONMENT_VARIABLE: SETTINGS_MODULE}
+    started = []
+    for argv in workers:
+        assert argv[3:8] == ["dramatiq", "myapp.broker", "--queues", "hybiscus_webhooks", "--processes"], argv
+        worker = start_process("worker on CPU %s" % argv[2], [*argv[:3], sys.executable, "-m", *argv[3:]], env=env)
+        started.append((int(argv[2]), worker))
+    for cpu, worker in started:
+        worker.wait_for("is ready for action", timeout=60)
+        # taskset runs the command in its own process; the command forks its worker process there.
+        pid = worker.popen.pid
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as found:
+            forked = [int(child) for child in found.read().split()]
+        assert forked, worker.tail()
+        assert [os.sched_getaffinity(each) for each in [pid, *forked]] == [{cpu}] * (1 + len(forked))
