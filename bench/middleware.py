@@ -48,7 +48,7 @@ def cases(sizes: tuple[int, ...] = (2_000, 200_000)) -> list[Case]:
 
 
 def fresh_case(size: int = 2_000, count: int = 8192) -> Case:
-    """A submission whose 3 webhooks the process has not seen: the library remembers the webhook objects
+    """A submission whose 3 webhooks the process has not seen: the library remembers the URLs
     its schema passed (4096 of them, and the middleware 1024 URL verdicts), so ``count`` bodies with 3 URLs of their own
     are sent in turn and none is met again before it has been forgotten."""
     marker = "0" * 6

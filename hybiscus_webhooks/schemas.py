@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import threading
 import unicodedata
@@ -48,7 +46,6 @@ _PROBLEMS = {
 }
 _TYPES = {message: kind for kind, message in _PROBLEMS.items()}
 
-_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 _URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\]")
 # Invisible or spacing characters (zero-width, bidi overrides, BOM, no-break spaces, surrogates):
 # they make a URL look like another, and resolvers drop or reject them.
@@ -111,13 +108,21 @@ def _validate_url(value: str) -> None:
         raise _problem("url_host_invalid") from None
 
 
-def _validate_auth_header(value: str) -> None:
+def _auth_header_problem(value: str) -> str | None:
     if not value:
-        raise _problem("auth_header_empty")
+        return "auth_header_empty"
     if len(value) > MAX_AUTH_HEADER_LENGTH:
-        raise _problem("auth_header_too_long")
-    if not _VISIBLE_ASCII.fullmatch(value):
-        raise _problem("auth_header_characters")
+        return "auth_header_too_long"
+    # Visible ASCII, 0x21 to 0x7e: printable ASCII but the space. Three C calls cost less than a regex.
+    if not (value.isascii() and value.isprintable()) or " " in value:
+        return "auth_header_characters"
+    return None
+
+
+def _validate_auth_header(value: str) -> None:
+    problem = _auth_header_problem(value)
+    if problem is not None:
+        raise _problem(problem)
 
 
 _STRING_ERRORS: dict[str, Any] = {
@@ -144,49 +149,46 @@ _LOC = ("body", "config", "webhooks")
 # dict first: an isinstance check against the Mapping ABC costs about 0.3 us, against dict next to nothing.
 _OBJECT = (dict, Mapping)
 
-# Webhook objects the schema has passed, by fingerprint: report after report lists the same few, and
-# marshmallow's machinery is most of what judging one costs (bench/README.md, "The floor"). An object
-# made of the same strings is loaded the same way again, so it is not handed to the schema twice.
-# Only keyed digests are kept, never a URL or an auth header; the key is this process's own.
-MAX_REMEMBERED_WEBHOOKS = 4096
+# URLs the schema has passed: report after report lists the same few webhooks, and marshmallow's
+# machinery is most of what judging one costs (bench/README.md, "The floor"). An object of plain
+# strings whose URL the schema has passed, and whose auth header (if any) passes the schema's own
+# check, is loaded the same way again, so it is not handed to the schema twice. No auth header is
+# kept: its check is cheaper than any digest of it would be. URLs longer than MAX_REMEMBERED_URL_LENGTH
+# are not kept (they go to the schema each time), so the memory holds at most about 1 MB of them.
+MAX_REMEMBERED_URLS = 4096
+MAX_REMEMBERED_URL_LENGTH = 256
 # An OrderedDict: dropping the first key of a plain dict over and over leaves a growing run of empty
 # slots that the next look for the first key walks through again (about 3 us a time when full).
-_PASSED: OrderedDict[bytes, None] = OrderedDict()
+_PASSED_URLS: OrderedDict[str, None] = OrderedDict()
 _PASSED_LOCK = threading.Lock()
-# Keyed once: a copy of it costs less than keying a new digest each time.
-_FINGERPRINT = hashlib.blake2b(key=os.urandom(32), digest_size=16)
 
 
-def _fingerprint(item: Any) -> bytes | None:
-    """A keyed digest of a webhook object made of plain strings, or None for anything else."""
-    if type(item) is not dict or "url" not in item:
-        return None
-    if len(item) != (2 if "auth_header" in item else 1):  # Another key: the schema refuses it.
-        return None
-    url, auth_header = item["url"], item.get("auth_header")
-    if type(url) is not str or not (auth_header is None or type(auth_header) is str):
-        return None
-    # Each string prefixed with its length, so that no two pairs of strings give the same text; "-"
-    # marks null. UTF-8 (lone surrogates passed through) then gives each text bytes of its own.
-    text = f"{len(url)}:{url}-" if auth_header is None else f"{len(url)}:{url}{len(auth_header)}:{auth_header}"
-    digest = _FINGERPRINT.copy()
-    digest.update(text.encode("utf-8", "surrogatepass"))
-    return digest.digest()
+def _passed_before(raw: list[Any]) -> bool:
+    """Whether the schema would load each of these objects as it is, having passed its URL before."""
+    passed = _PASSED_URLS
+    for item in raw:
+        if type(item) is not dict:
+            return False
+        url = item.get("url")
+        # Exact types: a subclass of str may load otherwise. The type first: a list is no dict key.
+        if type(url) is not str or url not in passed:
+            return False
+        if len(item) != 1:  # Another key than the URL: only an auth header, null or one the schema passes.
+            auth_header = item.get("auth_header", item)
+            if len(item) != 2 or not (auth_header is None or (
+                    type(auth_header) is str and _auth_header_problem(auth_header) is None)):
+                return False
+    return True
 
 
-def _passed_before(fingerprints: list[bytes | None]) -> bool:
-    """Whether the schema has passed each of these objects before: it would load them as they are."""
-    # map over the dict's own method: no Python frame per fingerprint, as a generator would have.
-    return all(map(_PASSED.__contains__, fingerprints))  # None is never a key.
-
-
-def _remember_passed(fingerprints: list[bytes | None]) -> None:
+def _remember_passed(raw: list[Any]) -> None:
     with _PASSED_LOCK:
-        for fingerprint in fingerprints:
-            if fingerprint is not None and fingerprint not in _PASSED:
-                if len(_PASSED) >= MAX_REMEMBERED_WEBHOOKS:
-                    _PASSED.popitem(last=False)  # The first remembered goes first.
-                _PASSED[fingerprint] = None
+        for item in raw:
+            url = item["url"]  # The schema has passed them all: objects with a URL.
+            if type(url) is str and len(url) <= MAX_REMEMBERED_URL_LENGTH and url not in _PASSED_URLS:
+                if len(_PASSED_URLS) >= MAX_REMEMBERED_URLS:
+                    _PASSED_URLS.popitem(last=False)  # The first remembered goes first.
+                _PASSED_URLS[url] = None
 
 
 class _Duplicated(dict[str, Any]):
@@ -286,9 +288,8 @@ def load_webhooks(
         )
         # A long list is an attack or a mistake: judge only the items that could be kept.
         raw = raw[:max_webhooks]
-    fingerprints = [_fingerprint(item) for item in raw]
     loaded: list[Any] = []
-    if _passed_before(fingerprints):
+    if _passed_before(raw):
         loaded = raw
     else:
         try:
@@ -296,7 +297,7 @@ def load_webhooks(
         except ValidationError as exc:
             problems.extend(_flatten(_LOC, exc.messages))
         else:
-            _remember_passed(fingerprints)
+            _remember_passed(raw)
     for index, item in enumerate(raw):
         if isinstance(item, _Duplicated):
             problems.extend(_duplicates(item, _LOC + (index,)))

@@ -102,7 +102,7 @@ def test_the_fresh_middleware_case_sends_webhooks_the_process_has_forgotten() ->
         pass
 
     url_verdicts = WebhooksMiddleware(app).url_check.cache_info().maxsize
-    assert url_verdicts is not None and len(urls) > url_verdicts and len(urls) > schemas.MAX_REMEMBERED_WEBHOOKS
+    assert url_verdicts is not None and len(urls) > url_verdicts and len(urls) > schemas.MAX_REMEMBERED_URLS
     assert len({len(body) for body in bodies}) == 1  # The same size as the 2 KB case, every time.
 
 
