@@ -146,6 +146,11 @@ TABLE: list[tuple[str, bytes, list[tuple[list[Any], str]] | None]] = [
      b'"auth_header": "b"}]}}', [(AUTH, "duplicate_key")]),
     ("duplicate-config-escaped", b'{"\\u0063onfig": {"webhooks": []}, "config": {"webhooks": [{"url": "ftp://x"}]}}',
      [(["body", "config"], "duplicate_key"), (URL, "url_scheme")]),
+    ("duplicate-url-spaced-config-last", b'{"components": [{"url": "https://h.example/"}], "config": {"webhooks" \n:'
+     b' [{"url" : "https://h.example/",\n "url"\t: "http://127.0.0.1/"}]}}', [(URL, "duplicate_key")]),
+    ("duplicate-auth-header-beside-webhooks-spelled-in-a-value", b'{"title": "\\"webhooks", "config": {"webhooks": '
+     b'[{"url": "https://h.example/", "auth_header": "a", "auth_header": "b"}]}}',
+     [(AUTH, "duplicate_key")]),
     ("duplicate-url-escaped", b'{"config": {"webhooks": [{"url": "https://h.example/", "\\u0075rl": "https://h.example/"}]}}',
      [(URL, "duplicate_key")]),
     # Deep nesting

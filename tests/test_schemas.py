@@ -188,3 +188,55 @@ def test_the_memory_holds_urls_alone_short_ones_and_a_bounded_number(
     assert load(long) == load(long) == (Webhook(long["url"]),)
     assert len(schema.loads) == 6
     assert all(len(url) <= schemas.MAX_REMEMBERED_URL_LENGTH for url in schemas._PASSED_URLS)
+
+
+def _marks(report: Any) -> Any:
+    """The repeated keys noted on the path to the webhooks: config, webhooks, and the webhook objects'
+    own (an object with another key is refused whatever its keys)."""
+    def repeated(value: Any, keys: set[str]) -> Any:
+        return sorted(keys.intersection(getattr(value, "duplicates", ()))) if isinstance(value, dict) else None
+
+    config = report.get("config") if isinstance(report, dict) else None
+    webhooks = config.get("webhooks") if isinstance(config, dict) else None
+    items = [repeated(item, {"url", "auth_header"}) for item in webhooks] if isinstance(webhooks, list) else None
+    return repeated(report, {"config"}), repeated(config, {"webhooks"}), items
+
+
+_SPACE = st.sampled_from(["", " ", "\n  ", "\t"])
+_PLAIN = st.sampled_from(['1', 'null', '"a"', 'true', '"https://h.example/"'])
+# Values that spell keys of the path, some after a quote that is escaped, as values elsewhere would.
+_TRICKY = st.sampled_from(['"url"', '"\\"url"', '"x\\"webhooks"', '"auth_header"', '"config"', '{"url": 1}',
+                           '[{"url": "a", "url": "b"}]'])
+_VALUE = st.one_of(_PLAIN, _PLAIN, _PLAIN, _TRICKY)
+
+
+@st.composite
+def _objects(draw: Any, keys: list[str], values: Any, required: tuple[str, Any] | None = None) -> str:
+    """JSON text of an object with keys drawn from ``keys``, repeats likely, and the ``required`` key among them."""
+    pairs = draw(st.lists(st.tuples(st.sampled_from(keys), values), max_size=3))
+    if required is not None:
+        pairs = draw(st.permutations([*pairs, (required[0], draw(required[1]))]))
+    return "{" + ",".join('%s"%s"%s:%s%s' % (draw(_SPACE), key, draw(_SPACE), draw(_SPACE), value)
+                          for key, value in pairs) + "}"
+
+
+_ITEM = _objects(["url", "auth_header", "auth_header", "x"], _VALUE, required=("url", _VALUE))
+_WEBHOOKS = st.lists(_ITEM, min_size=1, max_size=3).map(lambda items: "[" + ", ".join(items) + "]")
+_CONFIG = _objects(["webhooks", "color", "url"], _VALUE, required=("webhooks", _WEBHOOKS))
+_REPORT = _objects(["config", "components", "auth_header"], st.one_of(_VALUE, _WEBHOOKS),
+                   required=("config", _CONFIG))
+
+
+@hypothesis_settings(max_examples=600, deadline=None, derandomize=True, database=None)
+@given(text=_REPORT, span_from=st.sampled_from([0, schemas.SPAN_FROM]))
+def test_repeated_keys_on_the_path_are_noted_as_a_parse_that_sees_every_pair_notes_them(
+    text: str, span_from: int
+) -> None:
+    reference = json.loads(text, object_pairs_hook=schemas._object)
+    default, schemas.SPAN_FROM = schemas.SPAN_FROM, span_from  # 0: counted in the list, as in a long report.
+    try:
+        parsed = parse_report(text)
+    finally:
+        schemas.SPAN_FROM = default
+    assert parsed == reference
+    assert _marks(parsed) == _marks(reference)
