@@ -231,14 +231,23 @@ def _may_repeat_path_keys(text: str, report: Any) -> bool:
         return False
     if "\\" in text and "\\u" in text:  # The first scan is a fast one: most reports hold no backslash.
         return True  # A key may be spelled with escapes, which counting cannot see.
-    if text.count('"config"') > 1:
+    # Two finds, one pass over the text: whether the spelling is there once, and where.
+    key = text.find('"config"')
+    if text.find('"config"', key + len('"config"')) != -1:
         return True
     config = report["config"]
     if not isinstance(config, dict) or "webhooks" not in config:
         return False
-    # Two finds, one pass over the text: whether the spelling is there once, and where.
-    key = text.find('"webhooks"')
-    if text.find('"webhooks"', key + len('"webhooks"')) != -1:
+    start, end = 0, len(text)
+    if end > SPAN_FROM:
+        # The report's key is spelled without escapes (none in the text) and the spelling is there
+        # once: it is that key, and the keys below it lie in its value. Counted there alone, a long
+        # text is read once, not four times (bench/README.md); a short one costs less to count whole.
+        span = _value_span(text, key + len('"config"'))
+        if span is None:
+            return True  # Not as json.loads read it: let the parse that notices duplicates judge.
+        start, end = span
+    if text.count('"webhooks"', start, end) > 1:
         return True
     webhooks = config["webhooks"]
     if not isinstance(webhooks, list):
@@ -248,23 +257,12 @@ def _may_repeat_path_keys(text: str, report: Any) -> bool:
         if isinstance(item, dict):
             urls += "url" in item
             auth_headers += "auth_header" in item
-    if not (urls or auth_headers):
-        return False
-    start, end = 0, len(text)
-    if end > SPAN_FROM:
-        # config's key is spelled without escapes (none in the text) and the spelling is there once:
-        # it is that key, and the webhook objects' keys lie in its value. Counted there alone, a long
-        # text is read once less (bench/README.md); a short one costs less to count whole.
-        span = _value_span(text, key + len('"webhooks"'))
-        if span is None:
-            return True  # Not as json.loads read it: let the parse that notices duplicates judge.
-        start, end = span
     if urls and text.count('"url"', start, end) > urls:
         return True
     return auth_headers > 0 and text.count('"auth_header"', start, end) > auth_headers
 
 
-#: Characters of a report's text from which the webhook objects' keys are counted in their list alone.
+#: Characters of a report's text from which the keys below config are counted in config's value alone.
 SPAN_FROM = 4096
 _DECODER = json.JSONDecoder()
 _NAME_SEPARATOR = re.compile(r"[ \t\n\r]*:[ \t\n\r]*")  # JSON's whitespace, a colon, JSON's whitespace.

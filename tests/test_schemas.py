@@ -222,8 +222,8 @@ def _objects(draw: Any, keys: list[str], values: Any, required: tuple[str, Any] 
 
 _ITEM = _objects(["url", "auth_header", "auth_header", "x"], _VALUE, required=("url", _VALUE))
 _WEBHOOKS = st.lists(_ITEM, min_size=1, max_size=3).map(lambda items: "[" + ", ".join(items) + "]")
-_CONFIG = _objects(["webhooks", "color", "url"], _VALUE, required=("webhooks", _WEBHOOKS))
-_REPORT = _objects(["config", "components", "auth_header"], st.one_of(_VALUE, _WEBHOOKS),
+_CONFIG = _objects(["webhooks", "color", "color", "url"], _VALUE, required=("webhooks", _WEBHOOKS))
+_REPORT = _objects(["config", "components", "components", "auth_header"], st.one_of(_VALUE, _WEBHOOKS),
                    required=("config", _CONFIG))
 
 
@@ -240,3 +240,13 @@ def test_repeated_keys_on_the_path_are_noted_as_a_parse_that_sees_every_pair_not
         schemas.SPAN_FROM = default
     assert parsed == reference
     assert _marks(parsed) == _marks(reference)
+
+
+@pytest.mark.parametrize("repeated", ["url", "auth_header"])
+@pytest.mark.parametrize("padding", [0, 2 * schemas.SPAN_FROM])
+def test_a_key_repeated_in_a_webhook_object_is_noted_in_a_short_or_a_long_report(repeated: str, padding: int) -> None:
+    item = '{"url": "https://h.example/", "auth_header": "a", "%s": "b"}' % repeated
+    component = json.dumps({"type": "Text", "options": {"text": "x" * padding}})
+    for text in ('{"components": [%s], "config": {"webhooks": [%s]}}' % (component, item),
+                 '{"config": {"webhooks": [%s]}, "components": [%s]}' % (item, component)):
+        assert _marks(parse_report(text)) == ([], [], [[repeated]])
