@@ -154,7 +154,7 @@ _OBJECT = (dict, Mapping)
 # strings whose URL the schema has passed, and whose auth header (if any) passes the schema's own
 # check, is loaded the same way again, so it is not handed to the schema twice. No auth header is
 # kept: its check is cheaper than any digest of it would be. URLs longer than MAX_REMEMBERED_URL_LENGTH
-# are not kept (they go to the schema each time), so the memory holds at most about 1 MB of them.
+# are not kept (they go to the schema each time), so the memory holds at most 1M characters of them.
 MAX_REMEMBERED_URLS = 4096
 MAX_REMEMBERED_URL_LENGTH = 256
 # An OrderedDict: dropping the first key of a plain dict over and over leaves a growing run of empty
