@@ -150,6 +150,11 @@ def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
 
 
+def median_ratio(baseline: Iterable[float], measured: Iterable[float]) -> float:
+    """The median of the rounds' ratios, measured / baseline: each round ran the two side by side."""
+    return median(value / max(base, 1e-9) for base, value in zip(baseline, measured, strict=True))
+
+
 def rss_kib(pid: int) -> int:
     """Resident set size of one process, from /proc."""
     with open("/proc/%d/status" % pid) as status:

@@ -17,7 +17,7 @@ import time
 
 from hybiscus_webhooks import settings
 
-from .common import Results, Row, abba, median, per_round
+from .common import Results, Row, abba, median, median_ratio, per_round
 from .deliveries import Setup, drain, rate
 from .options import Options
 from .services import HangServer, Nginx, PythonReceiver, Receiver, fast_receiver
@@ -57,7 +57,7 @@ def main(results: Results, options: Options) -> None:
         for round_number in range(1, options.rounds):
             for variant in abba(round_number, "healthy", "hanging"):
                 rates[variant].append(measure(variant)[0])
-        ratio = median(mine / theirs for theirs, mine in zip(rates["healthy"], rates["hanging"]))
+        ratio = median_ratio(rates["healthy"], rates["hanging"])
         _row(results, options, kind, median(rates["healthy"]), median(rates["hanging"]), ratio,
              "with the slow-destination limit (defaults)" if has_limit else "",
              rounds="; median of %d rounds' ratios (healthy %s, hanging %s /s)" % (

@@ -17,7 +17,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message
 
 from . import apps, reports
-from .common import Results, Row, cpu_seconds, free_port, median, wait_until
+from .common import Results, Row, cpu_seconds, free_port, median, median_ratio, wait_until
 from .options import Options
 from .services import ROOT, _listening, _stop
 
@@ -105,7 +105,7 @@ def _compare(results: Results, where: str, case: Case, per_call: dict[str, list[
     bare = median(per_call["bare"])
 
     def ratio(variant: str) -> float:
-        return median(ours / base for base, ours in zip(per_call["bare"], per_call[variant]))
+        return median_ratio(per_call["bare"], per_call[variant])
 
     results.add(Row(NAME, "%s %s" % (where, case.label), unit, bare * scale, median(per_call["middleware"]) * scale,
                     ratio("middleware"), case.target, note="route uses request.state.report"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import Results, Row, abba, cpu_seconds, median, per_round, pids_named, tree_cpu_seconds
+from .common import Results, Row, abba, cpu_seconds, median, median_ratio, per_round, pids_named, tree_cpu_seconds
 from .deliveries import Setup, drain, rate, receiver_host, switches
 from .options import Options
 from .services import Receiver, fast_receiver
@@ -53,12 +53,12 @@ def run(results: Results, options: Options, kind: str, receiver: Receiver) -> No
                 rates[variant].append(rate(hits))
     naive, ours = median(rates["naive"]), median(rates["ours"])
     # Each round measured both, back to back: the ratio is the median of the rounds' ratios.
-    ratio = median(mine / theirs for theirs, mine in zip(rates["naive"], rates["ours"]))
+    ratio = median_ratio(rates["naive"], rates["ours"])
     results.add(Row(NAME, "%s, %d deliveries, 1 process x %d threads" % (kind, count, options.threads), "/s",
                     naive, ours, ratio, ">= 0.95x",
                     note="rounds: naive %s, ours %s" % (per_round(rates["naive"]), per_round(rates["ours"]))))
     results.add(Row(NAME, "%s, worker CPU per delivery" % kind, "us", median(cpu["naive"]) * 1e6,
-                    median(cpu["ours"]) * 1e6, median(b / max(a, 1e-9) for a, b in zip(cpu["naive"], cpu["ours"])),
+                    median(cpu["ours"]) * 1e6, median_ratio(cpu["naive"], cpu["ours"]),
                     note="lower is better; failed attempts in our runs: %d" % failed))
     # Worker and services together: on 2 cores they share the machine, so a delivery that costs the
     # broker or Redis more leaves the worker less, even when the worker's own share is the same.
@@ -67,7 +67,7 @@ def run(results: Results, options: Options, kind: str, receiver: Receiver) -> No
                                          median(shares["ours"][part]) * 1e6) for part in parts)
     results.add(Row(NAME, "%s, CPU per delivery, worker and services" % kind, "us",
                     median(totals["naive"]) * 1e6, median(totals["ours"]) * 1e6,
-                    median(b / max(a, 1e-9) for a, b in zip(totals["naive"], totals["ours"])),
+                    median_ratio(totals["naive"], totals["ours"]),
                     note="lower is better; the services' part, naive/ours us: %s" % split))
 
 

@@ -319,7 +319,7 @@ def load_webhooks(
         raw = raw[:max_webhooks]
     loaded: list[Any] = []
     if _passed_before(raw):
-        loaded = raw
+        loaded = raw  # Plain dicts all, so none marked with a repeated key.
     else:
         try:
             loaded = _SCHEMA.load(raw, many=True)
@@ -327,9 +327,9 @@ def load_webhooks(
             problems.extend(_flatten(_LOC, exc.messages))
         else:
             _remember_passed(raw)
-    for index, item in enumerate(raw):
-        if isinstance(item, _Duplicated):
-            problems.extend(_duplicates(item, _LOC + (index,)))
+        for index, item in enumerate(raw):
+            if isinstance(item, _Duplicated):
+                problems.extend(_duplicates(item, _LOC + (index,)))
     if url_check is not None:
         problems.extend(_url_problems(raw, problems, url_check))
     if problems:

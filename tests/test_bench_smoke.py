@@ -126,3 +126,12 @@ def test_pinning_to_a_cpu_this_process_may_not_use_is_refused(capsys: pytest.Cap
     with pytest.raises(SystemExit):
         parse(["throughput", "--pin-worker", str(max(os.sched_getaffinity(0)) + 1000)])
     assert "--pin-worker" in capsys.readouterr().err
+
+
+def test_a_ratio_is_the_median_of_the_rounds_ratios_not_of_their_medians() -> None:
+    from bench.common import median_ratio
+
+    # Rounds' ratios 3, 1.1 and 4: their median is 3; the medians' ratio would be 11 / 10.
+    assert median_ratio([1, 10, 10], [3, 11, 40]) == 3
+    with pytest.raises(ValueError):
+        median_ratio([1, 2], [1])  # A round without its pair is a mistake, not a shorter list.
