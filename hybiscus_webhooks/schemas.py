@@ -9,6 +9,7 @@ import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from json.decoder import scanstring
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -216,37 +217,103 @@ def parse_report(body: bytes | bytearray | str) -> Any:
     Raises ``ValueError`` or ``RecursionError`` for text that is not JSON.
     """
     text = body if isinstance(body, str) else bytes(body).decode(json.detect_encoding(body), "surrogatepass")
-    report = json.loads(text)
     # Objects are marked only when a key of the path to the webhooks may appear twice in the text:
     # the slower parse that notices duplicates is then needed, and rarely otherwise.
-    if _may_repeat_path_keys(text, report):
-        report = json.loads(text, object_pairs_hook=_object)
-    return report
+    if len(text) < READ_FROM and not ("\\" in text and "\\u" in text):  # _escaped, without a call.
+        # Short, and no key spelled with escapes: the keys of the path are counted in the whole text,
+        # which costs less than reading the top level key by key (bench/README.md).
+        report = json.loads(text)
+        if not isinstance(report, dict) or "config" not in report:
+            return report
+        first = text.find('"config"')
+        repeated = (text.find('"config"', first + len('"config"')) != -1
+                    or _may_repeat_below_config(text, report["config"], 0, len(text), escaped=False))
+    else:
+        read = _read_object(text)
+        if read is None:
+            # Not an object, not JSON, or too many keys at the top for the reader: parsed whole, and
+            # an object with a config is parsed again by the parse that notices every repeated key.
+            report = json.loads(text)
+            if not isinstance(report, dict) or "config" not in report:
+                return report
+            repeated = True
+        else:
+            # The top level read key by key: a repeated config is known, and the keys below it can
+            # only repeat in its value, where they are counted; escapes elsewhere do not matter.
+            report, configs, span = read
+            repeated = configs > 1 or (span is not None and _may_repeat_below_config(
+                text, report["config"], *span, escaped=_escaped(text, *span)))
+    return json.loads(text, object_pairs_hook=_object) if repeated else report
 
 
-def _may_repeat_path_keys(text: str, report: Any) -> bool:
-    # A key can be repeated only in an object that has it: count the spellings of those keys alone,
+#: Characters of a report's text from which its top level is read key by key rather than the keys of
+#: the path counted in the whole text.
+READ_FROM = 4096
+#: Keys at the top of a report beyond which it is parsed whole (a Report definition has a handful).
+MAX_TOP_KEYS = 64
+_SCAN = json.JSONDecoder().scan_once  # json's own scanner (C): one value from a position, and where it ends.
+_WHITESPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace.
+_NAME_SEPARATOR = re.compile(r"[ \t\n\r]*:[ \t\n\r]*")  # JSON's whitespace, a colon, JSON's whitespace.
+
+
+def _read_object(text: str) -> tuple[dict[str, Any], int, tuple[int, int] | None] | None:
+    """The top-level object of ``text`` as ``json.loads`` reads it, key by key, each value by json's scanner.
+
+    Returns the object, how many times its "config" key appears (however spelled) and where the last
+    config's value starts and ends in ``text``; None for text that is not one object (or not JSON),
+    or that has more than MAX_TOP_KEYS keys.
+    """
+    position = _WHITESPACE.match(text).end()
+    if not text.startswith("{", position):
+        return None
+    position = _WHITESPACE.match(text, position + 1).end()
+    report: dict[str, Any] = {}
+    configs = 0
+    span = None
+    if not text.startswith("}", position):
+        for _ in range(MAX_TOP_KEYS):
+            if not text.startswith('"', position):
+                return None
+            try:
+                key, position = scanstring(text, position + 1, True)
+                separator = _NAME_SEPARATOR.match(text, position)
+                if separator is None:
+                    return None
+                start = separator.end()
+                report[key], position = _SCAN(text, start)
+            except (ValueError, StopIteration):
+                return None  # Not JSON: json.loads says where.
+            if key == "config":
+                configs += 1
+                span = start, position
+            position = _WHITESPACE.match(text, position).end()
+            if text.startswith(",", position):
+                position = _WHITESPACE.match(text, position + 1).end()
+            elif text.startswith("}", position):
+                break
+            else:
+                return None
+        else:
+            return None  # More keys than a report has: parsed whole instead.
+    if _WHITESPACE.match(text, position + 1).end() != len(text):
+        return None  # Something after the object.
+    return report, configs, span
+
+
+def _escaped(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] may spell a key with escapes, which counting its spellings cannot see."""
+    # A backslash is looked for first: that find is a memchr, and most reports have none (a find of
+    # two characters reads 2 KB in 2 us).
+    return text.find("\\", start, end) != -1 and text.find("\\u", start, end) != -1
+
+
+def _may_repeat_below_config(text: str, config: Any, start: int, end: int, *, escaped: bool) -> bool:
+    # The keys below config lie in its value, in text[start:end]: count their spellings there alone,
     # from the top down, and stop at the first that may be repeated.
-    if not isinstance(report, dict) or "config" not in report:
-        return False
-    if "\\" in text and "\\u" in text:  # The first scan is a fast one: most reports hold no backslash.
-        return True  # A key may be spelled with escapes, which counting cannot see.
-    # Two finds, one pass over the text: whether the spelling is there once, and where.
-    key = text.find('"config"')
-    if text.find('"config"', key + len('"config"')) != -1:
-        return True
-    config = report["config"]
     if not isinstance(config, dict) or "webhooks" not in config:
         return False
-    start, end = 0, len(text)
-    if end > SPAN_FROM:
-        # The report's key is spelled without escapes (none in the text) and the spelling is there
-        # once: it is that key, and the keys below it lie in its value. Counted there alone, a long
-        # text is read once, not four times (bench/README.md); a short one costs less to count whole.
-        span = _value_span(text, key + len('"config"'))
-        if span is None:
-            return True  # Not as json.loads read it: let the parse that notices duplicates judge.
-        start, end = span
+    if escaped:
+        return True
     if text.count('"webhooks"', start, end) > 1:
         return True
     webhooks = config["webhooks"]
@@ -260,24 +327,6 @@ def _may_repeat_path_keys(text: str, report: Any) -> bool:
     if urls and text.count('"url"', start, end) > urls:
         return True
     return auth_headers > 0 and text.count('"auth_header"', start, end) > auth_headers
-
-
-#: Characters of a report's text from which the keys below config are counted in config's value alone.
-SPAN_FROM = 4096
-_DECODER = json.JSONDecoder()
-_NAME_SEPARATOR = re.compile(r"[ \t\n\r]*:[ \t\n\r]*")  # JSON's whitespace, a colon, JSON's whitespace.
-
-
-def _value_span(text: str, key_end: int) -> tuple[int, int] | None:
-    """Where the value of the object key that ends at ``key_end`` starts and ends in ``text``."""
-    separator = _NAME_SEPARATOR.match(text, key_end)
-    if separator is None:
-        return None
-    start = separator.end()
-    try:
-        return start, _DECODER.raw_decode(text, start)[1]
-    except (ValueError, RecursionError):
-        return None
 
 
 def _duplicates(value: Any, loc: tuple[Any, ...], keys: Any = None) -> list[dict[str, Any]]:

@@ -216,8 +216,13 @@ def _objects(draw: Any, keys: list[str], values: Any, required: tuple[str, Any] 
     pairs = draw(st.lists(st.tuples(st.sampled_from(keys), values), max_size=3))
     if required is not None:
         pairs = draw(st.permutations([*pairs, (required[0], draw(required[1]))]))
-    return "{" + ",".join('%s"%s"%s:%s%s' % (draw(_SPACE), key, draw(_SPACE), draw(_SPACE), value)
-                          for key, value in pairs) + "}"
+    return "{" + ",".join('%s"%s"%s:%s%s' % (draw(_SPACE), draw(_spellings(key)), draw(_SPACE), draw(_SPACE), value)
+                          for key, value in pairs) + "}" + draw(_SPACE)
+
+
+def _spellings(key: str) -> Any:
+    """The key as JSON text spells it, now and then with its first character escaped."""
+    return st.sampled_from([key, key, key, "\\u%04x%s" % (ord(key[0]), key[1:])])
 
 
 _ITEM = _objects(["url", "auth_header", "auth_header", "x"], _VALUE, required=("url", _VALUE))
@@ -228,22 +233,90 @@ _REPORT = _objects(["config", "components", "components", "auth_header"], st.one
 
 
 @hypothesis_settings(max_examples=600, deadline=None, derandomize=True, database=None)
-@given(text=_REPORT, span_from=st.sampled_from([0, schemas.SPAN_FROM]))
+@given(text=_REPORT, limits=st.sampled_from([(schemas.READ_FROM, schemas.MAX_TOP_KEYS),
+                                             (0, schemas.MAX_TOP_KEYS), (0, 1)]))
 def test_repeated_keys_on_the_path_are_noted_as_a_parse_that_sees_every_pair_notes_them(
-    text: str, span_from: int
+    text: str, limits: tuple[int, int]
 ) -> None:
     reference = json.loads(text, object_pairs_hook=schemas._object)
-    default, schemas.SPAN_FROM = schemas.SPAN_FROM, span_from  # 0: counted in the list, as in a long report.
+    # READ_FROM 0: the top level read key by key, as in a long report; MAX_TOP_KEYS 1: then parsed whole.
+    defaults = schemas.READ_FROM, schemas.MAX_TOP_KEYS
+    schemas.READ_FROM, schemas.MAX_TOP_KEYS = limits
     try:
         parsed = parse_report(text)
     finally:
-        schemas.SPAN_FROM = default
+        schemas.READ_FROM, schemas.MAX_TOP_KEYS = defaults
     assert parsed == reference
     assert _marks(parsed) == _marks(reference)
 
 
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=20,
+)
+_DUMPS = st.fixed_dictionaries({
+    "indent": st.sampled_from([None, 0, 2]), "ensure_ascii": st.booleans(),
+    "separators": st.sampled_from([None, (",", ":"), (" , ", " : ")]),
+})
+
+
+@hypothesis_settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(value=_JSON, dumps=_DUMPS, cut=st.integers(min_value=0), edit=st.sampled_from(["", "drop", ",", "}", '"', " 1"]),
+       read_from=st.sampled_from([0, schemas.READ_FROM]))
+def test_any_text_is_parsed_or_refused_as_json_loads_does(value: Any, dumps: dict[str, Any], cut: int,
+                                                          edit: str, read_from: int) -> None:
+    text = json.dumps(value, **dumps)
+    if edit:  # One character dropped, or something put in, somewhere: mostly no longer JSON.
+        cut %= len(text) + 1
+        text = text[:cut] + ("" if edit == "drop" else edit) + text[cut + (edit == "drop"):]
+    try:
+        expected: Any = json.loads(text)
+    except ValueError as exc:
+        expected = ValueError, str(exc)  # The same message, at the same position.
+    default, schemas.READ_FROM = schemas.READ_FROM, read_from  # 0: the top level read key by key.
+    try:
+        parsed: Any = parse_report(text)
+    except ValueError as exc:
+        parsed = ValueError, str(exc)
+    finally:
+        schemas.READ_FROM = default
+    assert parsed == expected
+    assert type(parsed) is type(expected)
+
+
+def test_more_keys_at_the_top_than_a_report_has_are_parsed_whole_and_still_judged() -> None:
+    many = ", ".join('"k%d": %d' % (n, n) for n in range(schemas.MAX_TOP_KEYS))
+    text = '{%s, "config": {"webhooks": []}, "config": {"webhooks": [{"url": "ftp://x"}]}}' % many
+    assert schemas._read_object(text) is None
+    assert _marks(parse_report(text)) == (["config"], [], [[]])
+    assert _marks(parse_report(text.replace('"config": {"webhooks": []}, ', ""))) == ([], [], [[]])
+
+
+def test_escapes_outside_config_do_not_send_a_report_to_the_parse_that_sees_every_pair(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pairs_parses = []
+    marking = schemas._object
+
+    def counting(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        pairs_parses.append(pairs)
+        return marking(pairs)
+
+    monkeypatch.setattr(schemas, "_object", counting)
+    # As json.dumps writes a report by default: every character beyond ASCII escaped, in a component.
+    report = {"components": [{"type": "Text", "options": {"text": "Résumé \u2014 Zürich"}}],
+              "config": {"webhooks": [{"url": "https://h.example/", "auth_header": "a"}]}}
+    assert parse_report(json.dumps(report)) == report
+    assert pairs_parses == []
+    # In config's value an escape may spell a key: that report is parsed by the parse that sees every pair.
+    report["config"]["title"] = "Zürich"
+    assert parse_report(json.dumps(report)) == report
+    assert pairs_parses != []
+
+
 @pytest.mark.parametrize("repeated", ["url", "auth_header"])
-@pytest.mark.parametrize("padding", [0, 2 * schemas.SPAN_FROM])
+@pytest.mark.parametrize("padding", [0, 8192])
 def test_a_key_repeated_in_a_webhook_object_is_noted_in_a_short_or_a_long_report(repeated: str, padding: int) -> None:
     item = '{"url": "https://h.example/", "auth_header": "a", "%s": "b"}' % repeated
     component = json.dumps({"type": "Text", "options": {"text": "x" * padding}})
