@@ -9,8 +9,8 @@ import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from json.decoder import scanstring
-from typing import Any
+from json.decoder import scanstring  # type: ignore[attr-defined]  # C; typeshed leaves it out.
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from marshmallow import RAISE, Schema, ValidationError, fields
@@ -251,8 +251,10 @@ def parse_report(body: bytes | bytearray | str) -> Any:
 READ_FROM = 4096
 #: Keys at the top of a report beyond which it is parsed whole (a Report definition has a handful).
 MAX_TOP_KEYS = 64
-_SCAN = json.JSONDecoder().scan_once  # json's own scanner (C): one value from a position, and where it ends.
-_WHITESPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace.
+# json's own scanner (C): one value from a position, and where it ends. Typeshed leaves it out.
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+# JSON's whitespace, none or more: the match of this pattern is never None.
+_whitespace = cast(Callable[[str, int], "re.Match[str]"], re.compile(r"[ \t\n\r]*").match)
 _NAME_SEPARATOR = re.compile(r"[ \t\n\r]*:[ \t\n\r]*")  # JSON's whitespace, a colon, JSON's whitespace.
 
 
@@ -263,10 +265,10 @@ def _read_object(text: str) -> tuple[dict[str, Any], int, tuple[int, int] | None
     config's value starts and ends in ``text``; None for text that is not one object (or not JSON),
     or that has more than MAX_TOP_KEYS keys.
     """
-    position = _WHITESPACE.match(text).end()
+    position = _whitespace(text, 0).end()
     if not text.startswith("{", position):
         return None
-    position = _WHITESPACE.match(text, position + 1).end()
+    position = _whitespace(text, position + 1).end()
     report: dict[str, Any] = {}
     configs = 0
     span = None
@@ -286,16 +288,16 @@ def _read_object(text: str) -> tuple[dict[str, Any], int, tuple[int, int] | None
             if key == "config":
                 configs += 1
                 span = start, position
-            position = _WHITESPACE.match(text, position).end()
+            position = _whitespace(text, position).end()
             if text.startswith(",", position):
-                position = _WHITESPACE.match(text, position + 1).end()
+                position = _whitespace(text, position + 1).end()
             elif text.startswith("}", position):
                 break
             else:
                 return None
         else:
             return None  # More keys than a report has: parsed whole instead.
-    if _WHITESPACE.match(text, position + 1).end() != len(text):
+    if _whitespace(text, position + 1).end() != len(text):
         return None  # Something after the object.
     return report, configs, span
 
