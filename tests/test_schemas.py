@@ -316,7 +316,7 @@ def test_escapes_outside_config_do_not_send_a_report_to_the_parse_that_sees_ever
 
 
 @pytest.mark.parametrize("repeated", ["url", "auth_header"])
-@pytest.mark.parametrize("padding", [0, 8192])
+@pytest.mark.parametrize("padding", [0, 2 * schemas.READ_FROM])  # Counted in the whole text, and read key by key.
 def test_a_key_repeated_in_a_webhook_object_is_noted_in_a_short_or_a_long_report(repeated: str, padding: int) -> None:
     item = '{"url": "https://h.example/", "auth_header": "a", "%s": "b"}' % repeated
     component = json.dumps({"type": "Text", "options": {"text": "x" * padding}})
